@@ -53,7 +53,7 @@ class NetDef:
         return data
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(NetDef)}
