@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv check-java constraints clean
 
-demo: $(STAMP) check-java
+demo: check-java $(STAMP)
 	$(VENV)/bin/build_resnet --list-models
 
-test: $(STAMP) check-java
+test: check-java $(STAMP)
 	$(VPY) -m pytest
 
 venv: $(STAMP)
