@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .complexity import count_complexity
+from .complexity import count_complexity, format_columns
 from .netdef import NetDef, load_model, model_names
 from .prototxt import to_prototxt
 from .resnet import MAIN_BRANCHES
@@ -178,18 +178,14 @@ def list_models() -> str:
                 f"{complexity.flops / 1e6:.6f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-        for row in rows
-    )
+    return format_columns(rows, first_numeric=5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.list_models:
-        print(list_models())
+        _print_lines([list_models()])
         return 0
     try:
         netdef = netdef_from_args(args)
@@ -209,10 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except ValueError as error:
         parser.error(str(error))
-    if args.table:
-        print(complexity.table())
-    print("\n".join(complexity.summary_lines()))
+    lines = complexity.summary_lines()
+    _print_lines([complexity.table(), *lines] if args.table else lines)
     return 0
+
+
+def _print_lines(lines: Sequence[str]) -> None:
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:
+        # The reader (`| head`) has gone: stop quietly, as Unix tools do, instead of a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

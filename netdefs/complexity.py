@@ -67,14 +67,18 @@ class Complexity:
             for layer in self.layers
         ]
         rows.append(("total", "", "", f"{self.params:,}", f"{self.flops:,}", f"{self.macs:,}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [
-            "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-            for row in rows
-        ]
-        lines.insert(1, "-" * len(lines[0]))
-        lines.insert(len(lines) - 1, "-" * len(lines[0]))
-        return "\n".join(line.rstrip() for line in lines)
+        lines = format_columns(rows, first_numeric=3).splitlines()
+        rule = "-" * len(max(lines, key=len))
+        return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def format_columns(rows: list[tuple[str, ...]], first_numeric: int) -> str:
+    """Align rows of cells in columns: text left-aligned, columns from ``first_numeric`` on right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) if i >= first_numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        for row in rows
+    )
 
 
 def layer_names(net: nn.Module) -> dict[nn.Module, str]:
