@@ -13,7 +13,7 @@ demo: check-java $(STAMP)
 	$(VENV)/bin/build_resnet --list-models
 
 test: check-java $(STAMP)
-	$(VPY) -m pytest
+	$(VENV)/bin/pytest
 
 venv: $(STAMP)
 

@@ -13,9 +13,11 @@ def test_subpackages_import_under_the_torchonspark_namespace():
         assert importlib.util.find_spec(name) is not None, name
 
 
-def test_nothing_installs_a_top_level_datasets_module():
-    spec = importlib.util.find_spec("datasets")
-    assert spec is None or not str(spec.origin).startswith(str(REPO))
+def test_nothing_installs_a_top_level_datasets_module(tmp_path):
+    # From another folder, so the repository's own datasets/ is not on sys.path as the cwd.
+    code = "import importlib.util; spec = importlib.util.find_spec('datasets'); print(spec.origin if spec else '')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert not result.stdout.strip().startswith(str(REPO))
 
 
 def test_netdefs_imports_neither_spark_nor_data_libraries():
