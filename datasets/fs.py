@@ -1,0 +1,115 @@
+"""The one filesystem layer: every path may be a local path or a URL (``file://``, ``hdfs://``, ...).
+
+Built on ``pyarrow.fs``, which pyarrow (and so petastorm) already brings and which reads HDFS through
+libhdfs on the executors. Paths are never joined or split as strings of a URL: a ``Location`` keeps
+the filesystem and the path inside it apart.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow.fs as pafs
+from pyarrow.fs import FileType
+
+SUPPORTED_SCHEMES = ("file", "hdfs", "viewfs", "s3", "s3a", "gs")
+HDFS_HINT = (
+    "for hdfs:// this process needs libhdfs: set JAVA_HOME, HADOOP_HOME, ARROW_LIBHDFS_DIR (the folder of "
+    "libhdfs.so) and CLASSPATH=$(hadoop classpath --glob)"
+)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place on some filesystem: the URL the user gave, the filesystem, and the path inside it."""
+
+    url: str
+    fs: pafs.FileSystem
+    path: str
+
+    def join(self, *parts: str) -> Location:
+        path = posixpath.join(self.path, *parts)
+        return Location(_url_of(self, path), self.fs, path)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+    def parent(self) -> Location:
+        path = posixpath.dirname(self.path.rstrip("/"))
+        return Location(_url_of(self, path), self.fs, path)
+
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open_input_stream(self.path) as stream:
+            return stream.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        with self.fs.open_output_stream(self.path) as stream:
+            stream.write(data)
+
+    def write_text_atomically(self, text: str) -> None:
+        """Write under a temporary name beside the target, then rename: readers never see half a file."""
+        temp = self.parent().join(f".{self.name}.{uuid.uuid4().hex}.tmp")
+        temp.write_bytes(text.encode("utf-8"))
+        self.fs.move(temp.path, self.path)
+
+
+def _url_of(base: Location, path: str) -> str:
+    parts = urlsplit(base.url)
+    if parts.scheme in ("", "file"):
+        return path if parts.scheme == "" else f"file://{path}"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def resolve(url_or_path: str) -> Location:
+    """A Location for a local path or a URL; a clear ValueError for anything else."""
+    if not url_or_path:
+        raise ValueError("empty path")
+    scheme = urlsplit(url_or_path).scheme
+    if scheme == "" or len(scheme) == 1:  # a plain path (one letter would be a Windows drive)
+        path = str(Path(url_or_path).expanduser().absolute())
+        return Location(path, pafs.LocalFileSystem(), path)
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(
+            f"unsupported URL scheme {scheme!r} in {url_or_path}; use a local path or one of "
+            + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+        )
+    # pyarrow knows S3 as s3://; Hadoop users write s3a://.
+    arrow_url = "s3://" + url_or_path[len("s3a://") :] if scheme == "s3a" else url_or_path
+    try:
+        fs, path = pafs.FileSystem.from_uri(arrow_url)
+    except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
+        hint = f"; {HDFS_HINT}" if scheme in ("hdfs", "viewfs") else ""
+        raise ValueError(f"cannot open {url_or_path}: {error}{hint}") from None
+    return Location(url_or_path, fs, path)
+
+
+def to_url(location: Location) -> str:
+    """The URL petastorm and Spark want (a local path becomes ``file://``)."""
+    if isinstance(location.fs, pafs.LocalFileSystem):
+        return "file://" + location.path
+    return location.url
+
+
+def list_files(location: Location) -> list[pafs.FileInfo]:
+    """Every entry below a folder that is not a folder, recursively, sorted by path: regular files
+    (``FileType.File``) and special ones such as pipes (``FileType.Unknown``), which callers must not
+    read. (pyarrow does not list dangling symbolic links at all.)"""
+    infos = location.fs.get_file_info(pafs.FileSelector(location.path, recursive=True))
+    return sorted((info for info in infos if info.type != pafs.FileType.Directory), key=lambda info: info.path)
+
+
+def list_dirs(location: Location) -> list[pafs.FileInfo]:
+    """The folders directly inside a folder, sorted by name."""
+    infos = location.fs.get_file_info(pafs.FileSelector(location.path, recursive=False))
+    return sorted((info for info in infos if info.type == pafs.FileType.Directory), key=lambda info: info.base_name)

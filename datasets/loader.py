@@ -1,0 +1,163 @@
+"""Sharded batches of a converted data set, for rank r of N.
+
+The loader reads the petastorm dataset's Parquet row groups with pyarrow and decodes the stored JPEG
+bytes itself, rather than through ``petastorm.make_reader``, for three reasons: petastorm's thread
+pool hands row groups back in the order they finish, so an epoch's order could not be reproduced
+from a seed; its codec decodes every image whole before any crop; and knowing every shard's row
+count up front is what lets each rank stop after the same number of batches.
+
+Sharding: row group i (in file-path order) belongs to rank i mod N, as in petastorm. Training
+epochs shuffle the rank's row groups and the rows across a window of them, from (seed, epoch, rank),
+and stop after the same number of full batches on every rank. Evaluation reads every row of the
+shard once, in order, ending with a partial batch.
+
+This module does not import Spark: the training worker also runs under plain torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from . import fs
+from .transforms import DRAWS_PER_IMAGE, IMAGENET_MEAN, IMAGENET_STD
+
+IMAGE_COLUMN = "image"
+LABEL_COLUMN = "label"
+
+Transform = Callable[[bytes, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    path: str  # inside the dataset's filesystem
+    index: int
+    rows: int
+
+
+def list_row_groups(dataset: fs.Location) -> list[RowGroup]:
+    """Every row group of the dataset's Parquet files, in file-path order."""
+    groups = []
+    for info in fs.list_files(dataset):
+        if not info.base_name.endswith(".parquet"):
+            continue
+        with dataset.fs.open_input_file(info.path) as stream:
+            metadata = pq.ParquetFile(stream).metadata
+        groups += [RowGroup(info.path, i, metadata.row_group(i).num_rows) for i in range(metadata.num_row_groups)]
+    return groups
+
+
+def shard_row_groups(groups: list[RowGroup], rank: int, world_size: int) -> list[RowGroup]:
+    return groups[rank::world_size]
+
+
+class ShardedLoader:
+    """Batches ``(images float32 NCHW normalized, labels int64)`` of one rank's shard."""
+
+    def __init__(
+        self,
+        dataset_url: str,
+        rank: int,
+        world_size: int,
+        batch_size: int,
+        transform: Transform,
+        train: bool,
+        seed: int = 0,
+        decode_threads: int | None = None,
+        shuffle_window: int = 4,
+        prefetch_batches: int = 2,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive; got {batch_size}")
+        self.dataset = fs.resolve(dataset_url)
+        if not self.dataset.is_dir():
+            raise ValueError(f"dataset {dataset_url} does not exist")
+        groups = list_row_groups(self.dataset)
+        if len(groups) < world_size:
+            raise ValueError(
+                f"{dataset_url} has {len(groups)} row groups, fewer than the {world_size} workers: "
+                "convert it again with a larger --num-files"
+            )
+        self.shard = shard_row_groups(groups, rank, world_size)
+        self.rows = sum(group.rows for group in self.shard)
+        smallest_shard = min(sum(g.rows for g in shard_row_groups(groups, r, world_size)) for r in range(world_size))
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.transform, self.train, self.seed = transform, train, seed
+        self.decode_threads = decode_threads or len(os.sched_getaffinity(0))
+        self.shuffle_window, self.prefetch_batches = shuffle_window, prefetch_batches
+        self.epoch = 0
+        if train:
+            self.batches = smallest_shard // batch_size
+            if self.batches == 0:
+                raise ValueError(
+                    f"the smallest shard of {dataset_url} has {smallest_shard} rows, fewer than one batch of {batch_size}"
+                )
+        else:
+            self.batches = -(-self.rows // batch_size)
+        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training order depends on (seed, epoch, rank): call before each epoch, as with DistributedSampler."""
+        self.epoch = epoch
+
+    def _samples(self, rng: np.random.Generator | None) -> Iterator[tuple[bytes, int]]:
+        order = list(self.shard)
+        if rng is not None:
+            order = [order[i] for i in rng.permutation(len(order))]
+        for start in range(0, len(order), self.shuffle_window if rng is not None else 1):
+            images: list[bytes] = []
+            labels: list[int] = []
+            for group in order[start : start + (self.shuffle_window if rng is not None else 1)]:
+                with self.dataset.fs.open_input_file(group.path) as stream:
+                    table = pq.ParquetFile(stream).read_row_group(group.index, columns=[IMAGE_COLUMN, LABEL_COLUMN])
+                images += table.column(IMAGE_COLUMN).to_pylist()
+                labels += table.column(LABEL_COLUMN).to_pylist()
+            rows = rng.permutation(len(images)) if rng is not None else range(len(images))
+            for row in rows:
+                yield images[row], labels[row]
+
+    def _batches_of_work(self, pool: ThreadPoolExecutor) -> Iterator[tuple[list[Future], list[int]]]:
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank]) if self.train else None
+        batch: list[tuple[bytes, int]] = []
+        made = 0
+        for sample in self._samples(rng):
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                yield self._submit(pool, batch, rng), [label for _, label in batch]
+                batch, made = [], made + 1
+                if made == self.batches:
+                    return
+        if batch and not self.train:
+            yield self._submit(pool, batch, rng), [label for _, label in batch]
+
+    def _submit(self, pool: ThreadPoolExecutor, batch: list[tuple[bytes, int]], rng: np.random.Generator | None) -> list[Future]:
+        draws = rng.random((len(batch), DRAWS_PER_IMAGE)) if rng is not None else [None] * len(batch)
+        return [pool.submit(self.transform, data, draw) for (data, _), draw in zip(batch, draws)]
+
+    def _to_tensors(self, futures: list[Future], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = torch.from_numpy(np.stack([future.result() for future in futures]))
+        images = (pixels.permute(0, 3, 1, 2).float() - self._mean) / self._std
+        return images.contiguous(), torch.tensor(labels, dtype=torch.int64)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
+            in_flight: deque[tuple[list[Future], list[int]]] = deque()
+            for work in self._batches_of_work(pool):
+                in_flight.append(work)
+                if len(in_flight) > self.prefetch_batches:
+                    yield self._to_tensors(*in_flight.popleft())
+            while in_flight:
+                yield self._to_tensors(*in_flight.popleft())

@@ -1,0 +1,290 @@
+"""Convert an ImageNet-style tree to petastorm Parquet with Spark.
+
+    spark-submit --master yarn ... sparkjobs/convert_imagenet.py hdfs:///data/imagenet hdfs:///data/imagenet-pq
+    torchonspark convert ./digits ./digits-parquet
+
+The driver lists the tree and validates it; executors read, validate, (optionally) fix or resize and
+store each image. OUTPUT gets ``train/`` and ``val/`` (petastorm datasets of ``ImageSchema``),
+``labels.json`` and ``report.json``. Everything is written under a temporary name beside OUTPUT and
+renamed at the end, so OUTPUT appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from functools import partial
+
+import pyarrow.parquet as pq
+from petastorm.etl.dataset_metadata import materialize_dataset
+from pyspark import AccumulatorParam
+from pyspark.sql import SparkSession
+
+from torchonspark.datasets import fs
+from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert_image
+from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
+from torchonspark.datasets.schema import ImageSchema, image_row
+from torchonspark.netdefs.cli import OneLineErrorParser
+from torchonspark.sparkjobs.session import get_spark
+
+DEFAULT_ROW_GROUP_MB = 32
+MIN_FILES = 16  # so that a few training workers each get several row groups even of a small set
+ROW_GROUPS_PER_FILE = 4
+
+
+class _OutcomeParam(AccumulatorParam):
+    """Per-file outcomes gathered from the executors, keyed by path: a task that Spark re-runs
+    reports the same paths again, which merge instead of counting twice."""
+
+    def zero(self, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return {"skipped": {}, "fixed": {}}
+
+    def addInPlace(self, total: dict[str, dict[str, str]], more: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for kind, outcomes in more.items():
+            total[kind].update(outcomes)
+        return total
+
+
+def _convert_partition(root_url: str, resize_shorter: int | None, quality: int, outcomes, items: Iterator[tuple[str, str, int]]):
+    root = fs.resolve(root_url)
+    skipped: dict[str, str] = {}
+    fixed: dict[str, str] = {}
+    for path, wnid, label in items:
+        try:
+            image = convert_image(root.join(path).read_bytes(), resize_shorter, quality)
+        except BadImage as error:
+            skipped[path] = str(error)
+            continue
+        except OSError as error:
+            skipped[path] = f"unreadable ({error})"
+            continue
+        if image.fix is not None:
+            fixed[path] = image.fix
+        yield image_row(image.jpeg, label, wnid, path, image.height, image.width)
+    outcomes.add({"skipped": skipped, "fixed": fixed})
+
+
+def default_num_files(total_bytes: int, row_group_mb: int) -> int:
+    return max(MIN_FILES, math.ceil(total_bytes / (ROW_GROUPS_PER_FILE * row_group_mb * 2**20)))
+
+
+def _dataset_stats(location: fs.Location) -> tuple[int, int, int]:
+    """(rows, row groups, bytes) of the Parquet files of a written dataset."""
+    rows = row_groups = size = 0
+    for info in fs.list_files(location):
+        if info.base_name.endswith(".parquet"):
+            with location.fs.open_input_file(info.path) as stream:
+                metadata = pq.ParquetFile(stream).metadata
+            rows += metadata.num_rows
+            row_groups += metadata.num_row_groups
+        size += info.size or 0
+    return rows, row_groups, size
+
+
+def convert_split(
+    spark: SparkSession,
+    tree: ImageNetTree,
+    listing: SplitListing,
+    target: fs.Location,
+    resize_shorter: int | None,
+    jpeg_quality: int,
+    row_group_mb: int,
+    num_files: int | None,
+    seed: int,
+) -> dict[str, object]:
+    """Write one split as a petastorm dataset at ``target``; return its report entry."""
+    started = time.monotonic()
+    items = [(image.path, image.wnid, image.label) for image in listing.images]
+    # Shuffled before partitioning so every row group mixes classes (files are listed class by class).
+    random.Random(seed).shuffle(items)
+    files = min(num_files or default_num_files(listing.bytes, row_group_mb), max(1, len(items)))
+    context = spark.sparkContext
+    outcomes = context.accumulator({"skipped": {}, "fixed": {}}, _OutcomeParam())
+    convert = partial(_convert_partition, tree.root.url, resize_shorter, jpeg_quality, outcomes)
+    url = fs.to_url(target)
+    context.setJobDescription(f"convert {listing.name}: {len(items)} images into {files} files")
+    with materialize_dataset(spark, url, ImageSchema, row_group_mb):
+        rows = context.parallelize(items, files).mapPartitions(convert)
+        spark.createDataFrame(rows, ImageSchema.as_spark_schema()).write.parquet(url)
+    converted, row_groups, bytes_written = _dataset_stats(target)
+    skipped = listing.skipped + [{"path": p, "reason": r} for p, r in sorted(outcomes.value["skipped"].items())]
+    if converted + len(skipped) != listing.seen:
+        raise RuntimeError(
+            f"{listing.name}: {listing.seen} files seen but {converted} converted and {len(skipped)} skipped; "
+            "the output is incomplete and was not kept"
+        )
+    if converted == 0:
+        reasons = Counter(item["reason"] for item in skipped).most_common(3)
+        raise ValueError(f"no image of the {listing.name} split could be converted (most common reasons: {reasons})")
+    return {
+        "seen": listing.seen,
+        "converted": converted,
+        "fixed": dict(sorted(Counter(outcomes.value["fixed"].values()).items())),
+        "skipped": skipped,
+        "empty_classes": listing.empty_classes,
+        "notes": listing.notes,
+        "files": files,
+        "row_groups": row_groups,
+        "bytes_read": listing.bytes,
+        "bytes_written": bytes_written,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def check_output(output: fs.Location, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise ValueError(f"OUTPUT {output.url} already exists; pass --overwrite to replace it")
+
+
+def publish(temporary: fs.Location, output: fs.Location) -> None:
+    """Rename the finished temporary folder to OUTPUT, replacing an old OUTPUT only once the new one
+    is complete, so that at every moment one whole output exists."""
+    old = None
+    if output.exists():
+        old = output.parent().join(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+        output.fs.move(output.path, old.path)
+    output.fs.move(temporary.path, output.path)
+    if old is not None:
+        old.fs.delete_dir(old.path)
+
+
+def convert_imagenet(
+    root: str,
+    output: str,
+    val_labels: str | None = None,
+    synset_words: str | None = None,
+    resize_shorter: int | None = None,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    row_group_mb: int = DEFAULT_ROW_GROUP_MB,
+    num_files: int | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+    spark: SparkSession | None = None,
+) -> dict[str, object]:
+    """Convert ROOT's train/ and val/ into OUTPUT; return the report (also written as report.json).
+
+    Raises ValueError for input that cannot be converted, before any Spark work where it can tell.
+    """
+    _check_positive(resize_shorter=resize_shorter, row_group_mb=row_group_mb, num_files=num_files)
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"--jpeg-quality must be between 1 and 100; got {jpeg_quality}")
+    target = fs.resolve(output)
+    check_output(target, overwrite)
+    tree = list_imagenet(root, val_labels, synset_words)
+    return convert_tree(tree, target, resize_shorter, jpeg_quality, row_group_mb, num_files, seed, spark)
+
+
+def convert_tree(
+    tree: ImageNetTree,
+    target: fs.Location,
+    resize_shorter: int | None = None,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    row_group_mb: int = DEFAULT_ROW_GROUP_MB,
+    num_files: int | None = None,
+    seed: int = 0,
+    spark: SparkSession | None = None,
+) -> dict[str, object]:
+    """Convert an already-listed tree into ``target`` (see ``convert_imagenet``)."""
+    started = time.monotonic()
+    spark = spark or get_spark("torchonspark convert")
+    temporary = target.parent().join(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary.fs.create_dir(temporary.path)
+    try:
+        splits = {
+            name: convert_split(
+                spark, tree, listing, temporary.join(name), resize_shorter, jpeg_quality, row_group_mb, num_files, seed
+            )
+            for name, listing in tree.splits.items()
+        }
+        report = {
+            "root": tree.root.url,
+            "output": target.url,
+            "classes": len(tree.wnids),
+            "resize_shorter": resize_shorter,
+            "jpeg_quality": jpeg_quality,
+            "row_group_mb": row_group_mb,
+            "splits": splits,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        temporary.join("labels.json").write_text_atomically(json.dumps(tree.labels(), indent=1) + "\n")
+        temporary.join("report.json").write_text_atomically(json.dumps(report, indent=1) + "\n")
+        publish(temporary, target)
+    except BaseException:
+        if temporary.exists():
+            temporary.fs.delete_dir(temporary.path)
+        raise
+    return report
+
+
+def _check_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
+
+
+def summary_lines(report: dict[str, object]) -> list[str]:
+    lines = []
+    for name, split in report["splits"].items():
+        fixed = ", ".join(f"{kind} {count}" for kind, count in split["fixed"].items()) or "none"
+        lines.append(
+            f"{name}: {split['converted']} of {split['seen']} files converted (fixed: {fixed}), "
+            f"{len(split['skipped'])} skipped, {split['row_groups']} row groups in {split['files']} files"
+        )
+    lines.append(f"{report['classes']} classes; report: {report['output']}/report.json ({report['seconds']:.1f} s)")
+    return lines
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="convert_imagenet",
+        description="Convert ROOT/train/<wnid>/*.JPEG and ROOT/val/... to petastorm Parquet datasets in OUTPUT.",
+    )
+    parser.add_argument("root", metavar="ROOT", help="the ImageNet-style tree (local path or URL, e.g. hdfs:///data/imagenet)")
+    parser.add_argument("output", metavar="OUTPUT", help="where to write train/, val/, labels.json and report.json")
+    parser.add_argument("--val-labels", metavar="FILE", help="labels of a flat val/ folder: 'filename wnid' lines or ImageNet's CSV")
+    parser.add_argument("--synset-words", metavar="FILE", help="'wnid name' lines for human-readable class names")
+    parser.add_argument("--resize-shorter", type=int, metavar="N", help="shrink images whose shorter side exceeds N pixels")
+    parser.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help="quality of re-encoded JPEGs (default %(default)s)")
+    parser.add_argument("--row-group-mb", type=int, default=DEFAULT_ROW_GROUP_MB, help="Parquet row group size in MB (default %(default)s)")
+    parser.add_argument("--num-files", type=int, help=f"Parquet files per split (default: enough for {ROW_GROUPS_PER_FILE} row groups each, at least {MIN_FILES})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the order rows are written in (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
+    return parser
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        report = convert_imagenet(
+            args.root,
+            args.output,
+            val_labels=args.val_labels,
+            synset_words=args.synset_words,
+            resize_shorter=args.resize_shorter,
+            jpeg_quality=args.jpeg_quality,
+            row_group_mb=args.row_group_mb,
+            num_files=args.num_files,
+            overwrite=args.overwrite,
+            seed=args.seed,
+            spark=get_spark("torchonspark convert", args.master),
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    print("\n".join(summary_lines(report)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = get_args_parser()
+    return run(parser.parse_args(argv), parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

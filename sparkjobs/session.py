@@ -1,0 +1,28 @@
+"""The Spark session every driver uses."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+DEFAULT_MASTER = "local[*]"
+
+
+def get_spark(app_name: str, master: str | None = None) -> SparkSession:
+    """The active session, or a new one: on ``master`` if given, else what spark-submit configured,
+    else ``local[*]``.
+
+    Python workers must run this interpreter (the one with torch and this package), so it is set as
+    ``PYSPARK_PYTHON`` unless the environment or spark-submit already chose one.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
+    elif not SparkConf().contains("spark.master"):
+        builder = builder.master(DEFAULT_MASTER)
+    return builder.getOrCreate()
