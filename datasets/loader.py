@@ -31,6 +31,7 @@ from .transforms import DRAWS_PER_IMAGE, IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
+PATH_COLUMN = "path"
 
 Transform = Callable[[bytes, np.ndarray], np.ndarray]
 
@@ -59,7 +60,8 @@ def shard_row_groups(groups: list[RowGroup], rank: int, world_size: int) -> list
 
 
 class ShardedLoader:
-    """Batches ``(images float32 NCHW normalized, labels int64)`` of one rank's shard."""
+    """Batches ``(images float32 NCHW normalized, labels int64)`` of one rank's shard, plus the
+    source paths (a list of str) when ``with_paths``."""
 
     def __init__(
         self,
@@ -73,6 +75,7 @@ class ShardedLoader:
         decode_threads: int | None = None,
         shuffle_window: int = 4,
         prefetch_batches: int = 2,
+        with_paths: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
@@ -94,6 +97,7 @@ class ShardedLoader:
         self.transform, self.train, self.seed = transform, train, seed
         self.decode_threads = decode_threads or len(os.sched_getaffinity(0))
         self.shuffle_window, self.prefetch_batches = shuffle_window, prefetch_batches
+        self.with_paths = with_paths
         self.epoch = 0
         if train:
             self.batches = smallest_shard // batch_size
@@ -113,48 +117,56 @@ class ShardedLoader:
         """Training order depends on (seed, epoch, rank): call before each epoch, as with DistributedSampler."""
         self.epoch = epoch
 
-    def _samples(self, rng: np.random.Generator | None) -> Iterator[tuple[bytes, int]]:
+    def _samples(self, rng: np.random.Generator | None) -> Iterator[tuple[bytes, int, str | None]]:
         order = list(self.shard)
+        window = 1
         if rng is not None:
             order = [order[i] for i in rng.permutation(len(order))]
-        for start in range(0, len(order), self.shuffle_window if rng is not None else 1):
+            window = self.shuffle_window
+        columns = [IMAGE_COLUMN, LABEL_COLUMN] + ([PATH_COLUMN] if self.with_paths else [])
+        for start in range(0, len(order), window):
             images: list[bytes] = []
             labels: list[int] = []
-            for group in order[start : start + (self.shuffle_window if rng is not None else 1)]:
+            paths: list[str | None] = []
+            for group in order[start : start + window]:
                 with self.dataset.fs.open_input_file(group.path) as stream:
-                    table = pq.ParquetFile(stream).read_row_group(group.index, columns=[IMAGE_COLUMN, LABEL_COLUMN])
+                    table = pq.ParquetFile(stream).read_row_group(group.index, columns=columns)
                 images += table.column(IMAGE_COLUMN).to_pylist()
                 labels += table.column(LABEL_COLUMN).to_pylist()
+                paths += table.column(PATH_COLUMN).to_pylist() if self.with_paths else [None] * table.num_rows
             rows = rng.permutation(len(images)) if rng is not None else range(len(images))
             for row in rows:
-                yield images[row], labels[row]
+                yield images[row], labels[row], paths[row]
 
-    def _batches_of_work(self, pool: ThreadPoolExecutor) -> Iterator[tuple[list[Future], list[int]]]:
+    def _batches_of_work(self, pool: ThreadPoolExecutor) -> Iterator[tuple[list[Future], list[tuple[bytes, int, str | None]]]]:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank]) if self.train else None
-        batch: list[tuple[bytes, int]] = []
+        batch: list[tuple[bytes, int, str | None]] = []
         made = 0
         for sample in self._samples(rng):
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield self._submit(pool, batch, rng), [label for _, label in batch]
+                yield self._submit(pool, batch, rng), batch
                 batch, made = [], made + 1
                 if made == self.batches:
                     return
         if batch and not self.train:
-            yield self._submit(pool, batch, rng), [label for _, label in batch]
+            yield self._submit(pool, batch, rng), batch
 
-    def _submit(self, pool: ThreadPoolExecutor, batch: list[tuple[bytes, int]], rng: np.random.Generator | None) -> list[Future]:
+    def _submit(self, pool: ThreadPoolExecutor, batch: list[tuple[bytes, int, str | None]], rng: np.random.Generator | None) -> list[Future]:
         draws = rng.random((len(batch), DRAWS_PER_IMAGE)) if rng is not None else [None] * len(batch)
-        return [pool.submit(self.transform, data, draw) for (data, _), draw in zip(batch, draws)]
+        return [pool.submit(self.transform, sample[0], draw) for sample, draw in zip(batch, draws)]
 
-    def _to_tensors(self, futures: list[Future], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_tensors(self, futures: list[Future], batch: list[tuple[bytes, int, str | None]]) -> tuple:
         pixels = torch.from_numpy(np.stack([future.result() for future in futures]))
         images = (pixels.permute(0, 3, 1, 2).float() - self._mean) / self._std
-        return images.contiguous(), torch.tensor(labels, dtype=torch.int64)
+        labels = torch.tensor([sample[1] for sample in batch], dtype=torch.int64)
+        if self.with_paths:
+            return images.contiguous(), labels, [sample[2] for sample in batch]
+        return images.contiguous(), labels
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple]:
         with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
-            in_flight: deque[tuple[list[Future], list[int]]] = deque()
+            in_flight: deque[tuple[list[Future], list[tuple[bytes, int, str | None]]]] = deque()
             for work in self._batches_of_work(pool):
                 in_flight.append(work)
                 if len(in_flight) > self.prefetch_batches:

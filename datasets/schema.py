@@ -8,6 +8,8 @@ they are already a valid RGB JPEG (no generation loss), so rows are built here r
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from petastorm.codecs import CompressedImageCodec, ScalarCodec
 from petastorm.unischema import Unischema, UnischemaField
@@ -15,6 +17,10 @@ from pyspark.sql import Row
 from pyspark.sql.types import IntegerType, StringType
 
 JPEG_QUALITY = 90
+
+# petastorm 0.12 calls pyarrow APIs that pyarrow 14 deprecates (the reason pyarrow is pinned below
+# 15); those warnings say nothing a user can act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
 
 ImageSchema = Unischema(
     "ImageSchema",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -11,7 +12,7 @@ from pyspark.sql import SparkSession
 DEFAULT_MASTER = "local[*]"
 
 
-def get_spark(app_name: str, master: str | None = None) -> SparkSession:
+def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
     """The active session, or a new one: on ``master`` if given, else what spark-submit configured,
     else ``local[*]``.
 
@@ -25,4 +26,6 @@ def get_spark(app_name: str, master: str | None = None) -> SparkSession:
         builder = builder.master(master)
     elif not SparkConf().contains("spark.master"):
         builder = builder.master(DEFAULT_MASTER)
+    for key, value in (config or {}).items():
+        builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -1,11 +1,44 @@
-"""Shared test set-up.
+"""Shared test set-up: one Spark session for the whole run, and small image trees made on the spot.
 
-Spark's Python workers must run this interpreter (the venv's), whatever is first on PATH; set it
-before any test starts a Spark session.
+Spark's Python workers must run this interpreter (the venv's), whatever is first on PATH; it is set
+before any session starts.
 """
 
 import os
 import sys
 
+import pytest
+
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from torchonspark.sparkjobs.session import get_spark
+
+    session = get_spark(
+        "torchonspark-tests",
+        "local[2]",
+        {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2", "spark.ui.showConsoleProgress": "false"},
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def digits_parquet(spark, tmp_path_factory):
+    """The digits set converted once for every test that reads it."""
+    from torchonspark.datasets.digits import make_digits
+    from torchonspark.sparkjobs.convert_imagenet import convert_imagenet
+
+    base = tmp_path_factory.mktemp("digits")
+    make_digits(str(base / "digits"))
+    report = convert_imagenet(
+        str(base / "digits"),
+        str(base / "parquet"),
+        synset_words=str(base / "digits" / "synset_words.txt"),
+        spark=spark,
+    )
+    return base / "parquet", report
