@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv check-java constraints clean
+.PHONY: demo test venv check-java constraints clean bench-deps
 
 demo: check-java $(STAMP)
 	$(VENV)/bin/build_resnet --list-models
@@ -24,6 +24,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# Extra packages that only benchmarks/decode.py compares (not needed by the jobs or the tests).
+bench-deps: $(STAMP)
+	$(VPY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 
 # Spark needs a JVM; say so plainly instead of letting py4j fail later.
 check-java:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -33,7 +34,12 @@ IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
 PATH_COLUMN = "path"
 
-Transform = Callable[[bytes, np.ndarray], np.ndarray]
+class Transform(Protocol):
+    """Bytes of one image + its random draws (None when evaluating) -> crop_size x crop_size x 3 RGB uint8."""
+
+    crop_size: int
+
+    def __call__(self, data: bytes, draws: np.ndarray | None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,8 @@ class ShardedLoader:
                 )
         else:
             self.batches = -(-self.rows // batch_size)
-        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+        self._mean = (np.array(IMAGENET_MEAN, np.float32) * 255).reshape(3, 1, 1)
+        self._inverse_std = (1 / (np.array(IMAGENET_STD, np.float32) * 255)).reshape(3, 1, 1)
 
     def __len__(self) -> int:
         return self.batches
@@ -138,7 +144,7 @@ class ShardedLoader:
             for row in rows:
                 yield images[row], labels[row], paths[row]
 
-    def _batches_of_work(self, pool: ThreadPoolExecutor) -> Iterator[tuple[list[Future], list[tuple[bytes, int, str | None]]]]:
+    def _batches_of_work(self, pool: ThreadPoolExecutor) -> Iterator[tuple[tuple[torch.Tensor, list[Future]], list[tuple[bytes, int, str | None]]]]:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank]) if self.train else None
         batch: list[tuple[bytes, int, str | None]] = []
         made = 0
@@ -152,21 +158,32 @@ class ShardedLoader:
         if batch and not self.train:
             yield self._submit(pool, batch, rng), batch
 
-    def _submit(self, pool: ThreadPoolExecutor, batch: list[tuple[bytes, int, str | None]], rng: np.random.Generator | None) -> list[Future]:
+    def _submit(self, pool: ThreadPoolExecutor, batch: list[tuple[bytes, int, str | None]], rng: np.random.Generator | None) -> tuple[torch.Tensor, list[Future]]:
         draws = rng.random((len(batch), DRAWS_PER_IMAGE)) if rng is not None else [None] * len(batch)
-        return [pool.submit(self.transform, sample[0], draw) for sample, draw in zip(batch, draws)]
+        size = self.transform.crop_size
+        images = torch.empty((len(batch), 3, size, size), dtype=torch.float32)
+        slots = images.numpy()
+        return images, [pool.submit(self._load_into, slots[i], sample[0], draw) for i, (sample, draw) in enumerate(zip(batch, draws))]
 
-    def _to_tensors(self, futures: list[Future], batch: list[tuple[bytes, int, str | None]]) -> tuple:
-        pixels = torch.from_numpy(np.stack([future.result() for future in futures]))
-        images = (pixels.permute(0, 3, 1, 2).float() - self._mean) / self._std
+    def _load_into(self, slot: np.ndarray, data: bytes, draws: np.ndarray | None) -> None:
+        """Decode, augment and normalize one image straight into its place in the batch, in a worker
+        thread (OpenCV and NumPy release the GIL, so the threads run in parallel)."""
+        crop = self.transform(data, draws)
+        np.subtract(crop.transpose(2, 0, 1), self._mean, out=slot)
+        slot *= self._inverse_std
+
+    def _to_tensors(self, work: tuple[torch.Tensor, list[Future]], batch: list[tuple[bytes, int, str | None]]) -> tuple:
+        images, futures = work
+        for future in futures:
+            future.result()
         labels = torch.tensor([sample[1] for sample in batch], dtype=torch.int64)
         if self.with_paths:
-            return images.contiguous(), labels, [sample[2] for sample in batch]
-        return images.contiguous(), labels
+            return images, labels, [sample[2] for sample in batch]
+        return images, labels
 
     def __iter__(self) -> Iterator[tuple]:
         with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
-            in_flight: deque[tuple[list[Future], list[tuple[bytes, int, str | None]]]] = deque()
+            in_flight: deque = deque()
             for work in self._batches_of_work(pool):
                 in_flight.append(work)
                 if len(in_flight) > self.prefetch_batches:

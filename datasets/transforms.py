@@ -28,21 +28,27 @@ DRAWS_PER_IMAGE = 4  # scale, crop top, crop left, flip
 cv2.setNumThreads(1)  # parallelism comes from the loader's threads, one image each
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """JPEG (or any OpenCV-readable) bytes -> HxWx3 uint8 RGB."""
+def _decode_bgr(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("cannot decode image bytes")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
-def _crop_resize(image: np.ndarray, top: float, left: float, side: float, size: int) -> np.ndarray:
-    """Crop the square of ``side`` source pixels at (top, left) and resize it to ``size``."""
+def decode_rgb(data: bytes) -> np.ndarray:
+    """JPEG (or any OpenCV-readable) bytes -> HxWx3 uint8 RGB."""
+    return cv2.cvtColor(_decode_bgr(data), cv2.COLOR_BGR2RGB)
+
+
+def _crop_resize_rgb(bgr: np.ndarray, top: float, left: float, side: float, size: int) -> np.ndarray:
+    """Crop the square of ``side`` source pixels at (top, left), resize it to ``size``, make it RGB
+    (after the crop: converting the small crop costs less than converting the whole image)."""
     y0, x0 = int(round(top)), int(round(left))
     extent = max(1, int(round(side)))
-    region = image[y0 : y0 + extent, x0 : x0 + extent]
+    region = bgr[y0 : y0 + extent, x0 : x0 + extent]
     shrinking = extent > size
-    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    crop = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
 
 @dataclass(frozen=True)
@@ -68,14 +74,14 @@ class TrainTransform:
 
     def __call__(self, data: bytes, draws: np.ndarray) -> np.ndarray:
         """``draws``: DRAWS_PER_IMAGE uniform numbers in [0, 1)."""
-        image = decode_rgb(data)
+        image = _decode_bgr(data)
         height, width = image.shape[:2]
         low, high = self.shorter_side_range
         shorter = low + draws[0] * (high - low)
         side = self.crop_size * min(height, width) / shorter  # the crop, in source pixels
         top = draws[1] * (height - side)
         left = draws[2] * (width - side)
-        crop = _crop_resize(image, top, left, side, self.crop_size)
+        crop = _crop_resize_rgb(image, top, left, side, self.crop_size)
         return crop[:, ::-1] if draws[3] < 0.5 else crop
 
 
@@ -90,7 +96,7 @@ class EvalTransform:
             raise ValueError(f"crop_size must be positive; got {self.crop_size}")
 
     def __call__(self, data: bytes, draws: np.ndarray | None = None) -> np.ndarray:
-        image = decode_rgb(data)
+        image = _decode_bgr(data)
         height, width = image.shape[:2]
         side = min(height, width) / EVAL_RESIZE_RATIO
-        return _crop_resize(image, (height - side) / 2, (width - side) / 2, side, self.crop_size)
+        return _crop_resize_rgb(image, (height - side) / 2, (width - side) / 2, side, self.crop_size)
