@@ -4,7 +4,8 @@ Accepted forms, under ROOT (a local path or URL):
   - ``train/<wnid>/*`` and ``val/<wnid>/*`` (class folders), and
   - ``val/*`` flat, as ImageNet ships it, with a labels file (``--val-labels``): lines
     ``filename wnid``, or the CSV whose first field is the image id and whose second starts with the wnid.
-Labels are the train wnids sorted (torchvision's and Caffe's convention), the same for every split.
+Labels are the train wnids sorted (torchvision's and Caffe's convention), the same for every split;
+class names come from ``--synset-words``, or ``ROOT/synset_words.txt`` when present.
 Every file under a split is either listed for conversion or recorded as skipped with a reason.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from . import fs
 
 SPLITS = ("train", "val")
+DEFAULT_SYNSET_WORDS = "synset_words.txt"  # used when present in ROOT and --synset-words is not given
 CSV_HEADER_IDS = ("imageid", "image_id", "id", "filename", "file")
 
 
@@ -114,6 +116,8 @@ def list_imagenet(root_url: str, val_labels_url: str | None = None, synset_words
         raise ValueError(f"{root.join(class_split).url} has no class folders (expected {class_split}/<wnid>/*.JPEG)")
     labels = {wnid: index for index, wnid in enumerate(wnids)}
     val_labels = read_val_labels(fs.resolve(val_labels_url)) if val_labels_url else None
+    if synset_words_url is None and root.join(DEFAULT_SYNSET_WORDS).exists():
+        synset_words_url = root.join(DEFAULT_SYNSET_WORDS).url
     names = read_synset_words(fs.resolve(synset_words_url)) if synset_words_url else {}
     splits = {}
     for split in present:

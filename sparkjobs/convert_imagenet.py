@@ -249,7 +249,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="ROOT", help="the ImageNet-style tree (local path or URL, e.g. hdfs:///data/imagenet)")
     parser.add_argument("output", metavar="OUTPUT", help="where to write train/, val/, labels.json and report.json")
     parser.add_argument("--val-labels", metavar="FILE", help="labels of a flat val/ folder: 'filename wnid' lines or ImageNet's CSV")
-    parser.add_argument("--synset-words", metavar="FILE", help="'wnid name' lines for human-readable class names")
+    parser.add_argument("--synset-words", metavar="FILE", help="'wnid name' lines for human-readable class names (default: ROOT/synset_words.txt if present)")
     parser.add_argument("--resize-shorter", type=int, metavar="N", help="shrink images whose shorter side exceeds N pixels")
     parser.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help="quality of re-encoded JPEGs (default %(default)s)")
     parser.add_argument("--row-group-mb", type=int, default=DEFAULT_ROW_GROUP_MB, help="Parquet row group size in MB (default %(default)s)")

@@ -1,7 +1,7 @@
 """Write the embedded default data set (scikit-learn's digits) as an ImageNet-style JPEG tree.
 
     torchonspark make-digits ./digits
-    torchonspark convert ./digits ./digits-parquet --synset-words ./digits/synset_words.txt
+    torchonspark convert ./digits ./digits-parquet
 """
 
 from __future__ import annotations

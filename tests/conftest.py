@@ -35,10 +35,5 @@ def digits_parquet(spark, tmp_path_factory):
 
     base = tmp_path_factory.mktemp("digits")
     make_digits(str(base / "digits"))
-    report = convert_imagenet(
-        str(base / "digits"),
-        str(base / "parquet"),
-        synset_words=str(base / "digits" / "synset_words.txt"),
-        spark=spark,
-    )
+    report = convert_imagenet(str(base / "digits"), str(base / "parquet"), spark=spark)  # names from ROOT/synset_words.txt
     return base / "parquet", report
