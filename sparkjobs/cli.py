@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from torchonspark.netdefs.cli import OneLineErrorParser
 from torchonspark.sparkjobs import convert_imagenet, make_digits
+from torchonspark.sparkjobs.jobcli import run_job
 
 JOBS = {
     "make-digits": make_digits,
@@ -31,7 +32,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    return args.run(args, args.parser)
+    return run_job(args.run, args, args.parser)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert
 from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
 from torchonspark.datasets.schema import ImageSchema, image_row
 from torchonspark.netdefs.cli import OneLineErrorParser
+from torchonspark.sparkjobs.jobcli import job_main
 from torchonspark.sparkjobs.session import get_spark
 
 DEFAULT_ROW_GROUP_MB = 32
@@ -260,30 +261,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        report = convert_imagenet(
-            args.root,
-            args.output,
-            val_labels=args.val_labels,
-            synset_words=args.synset_words,
-            resize_shorter=args.resize_shorter,
-            jpeg_quality=args.jpeg_quality,
-            row_group_mb=args.row_group_mb,
-            num_files=args.num_files,
-            overwrite=args.overwrite,
-            seed=args.seed,
-            spark=get_spark("torchonspark convert", args.master),
-        )
-    except ValueError as error:
-        parser.error(str(error))
+def run(args: argparse.Namespace) -> int:
+    report = convert_imagenet(
+        args.root,
+        args.output,
+        val_labels=args.val_labels,
+        synset_words=args.synset_words,
+        resize_shorter=args.resize_shorter,
+        jpeg_quality=args.jpeg_quality,
+        row_group_mb=args.row_group_mb,
+        num_files=args.num_files,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        spark=get_spark("torchonspark convert", args.master),
+    )
     print("\n".join(summary_lines(report)))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = get_args_parser()
-    return run(parser.parse_args(argv), parser)
+    return job_main(get_args_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from torchonspark.datasets.digits import DEFAULT_SIZE, make_digits
 from torchonspark.netdefs.cli import OneLineErrorParser
+from torchonspark.sparkjobs.jobcli import job_main
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -26,18 +27,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        counts = make_digits(args.root, size=args.size, seed=args.seed, overwrite=args.overwrite)
-    except ValueError as error:
-        parser.error(str(error))
+def run(args: argparse.Namespace) -> int:
+    counts = make_digits(args.root, size=args.size, seed=args.seed, overwrite=args.overwrite)
     print(f"{args.root}: {counts['train']} train and {counts['val']} val images of 10 classes, {args.size}x{args.size} JPEG")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = get_args_parser()
-    return run(parser.parse_args(argv), parser)
+    return job_main(get_args_parser, run, argv)
 
 
 if __name__ == "__main__":
