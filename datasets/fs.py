@@ -57,11 +57,14 @@ class Location:
         with self.fs.open_output_stream(self.path) as stream:
             stream.write(data)
 
-    def write_text_atomically(self, text: str) -> None:
+    def write_bytes_atomically(self, data: bytes) -> None:
         """Write under a temporary name beside the target, then rename: readers never see half a file."""
         temp = self.parent().join(f".{self.name}.{uuid.uuid4().hex}.tmp")
-        temp.write_bytes(text.encode("utf-8"))
+        temp.write_bytes(data)
         self.fs.move(temp.path, self.path)
+
+    def write_text_atomically(self, text: str) -> None:
+        self.write_bytes_atomically(text.encode("utf-8"))
 
 
 def _url_of(base: Location, path: str) -> str:

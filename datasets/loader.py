@@ -105,6 +105,7 @@ class ShardedLoader:
         self.shuffle_window, self.prefetch_batches = shuffle_window, prefetch_batches
         self.with_paths = with_paths
         self.epoch = 0
+        self.start_batch = 0
         if train:
             self.batches = smallest_shard // batch_size
             if self.batches == 0:
@@ -119,9 +120,14 @@ class ShardedLoader:
     def __len__(self) -> int:
         return self.batches
 
-    def set_epoch(self, epoch: int) -> None:
-        """Training order depends on (seed, epoch, rank): call before each epoch, as with DistributedSampler."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Training order depends on (seed, epoch, rank): call before each epoch, as with
+        DistributedSampler. ``start_batch`` resumes an epoch part-way: the batches before it are
+        skipped without decoding, and later ones come out exactly as in an uninterrupted epoch."""
+        if not 0 <= start_batch <= self.batches:
+            raise ValueError(f"start_batch must be in [0, {self.batches}]; got {start_batch}")
         self.epoch = epoch
+        self.start_batch = start_batch
 
     def _samples(self, rng: np.random.Generator | None) -> Iterator[tuple[bytes, int, str | None]]:
         order = list(self.shard)
@@ -151,7 +157,10 @@ class ShardedLoader:
         for sample in self._samples(rng):
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield self._submit(pool, batch, rng), batch
+                if made >= self.start_batch:
+                    yield self._submit(pool, batch, rng), batch
+                elif rng is not None:
+                    rng.random((len(batch), DRAWS_PER_IMAGE))  # the skipped batch's draws, to stay in step
                 batch, made = [], made + 1
                 if made == self.batches:
                     return

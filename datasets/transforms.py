@@ -53,10 +53,11 @@ def _crop_resize_rgb(bgr: np.ndarray, top: float, left: float, side: float, size
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """Scale augmentation + random crop + random horizontal flip."""
+    """Scale augmentation + random crop + random horizontal flip (``mirror``)."""
 
     crop_size: int
     scale_range: tuple[int, int] | None = None  # shorter side range; default: the seed's, scaled to crop_size
+    mirror: bool = True  # Caffe's name; off for data where left and right differ (digits)
 
     def __post_init__(self) -> None:
         low, high = self.shorter_side_range
@@ -82,7 +83,7 @@ class TrainTransform:
         top = draws[1] * (height - side)
         left = draws[2] * (width - side)
         crop = _crop_resize_rgb(image, top, left, side, self.crop_size)
-        return crop[:, ::-1] if draws[3] < 0.5 else crop
+        return crop[:, ::-1] if self.mirror and draws[3] < 0.5 else crop
 
 
 @dataclass(frozen=True)

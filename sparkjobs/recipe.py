@@ -1,0 +1,192 @@
+"""A training recipe: the model, the augmentation and the solver, as one flat YAML file in ``conf/``.
+
+Keys use Caffe's solver names where Caffe had one (``base_lr``, ``lr_policy``, ``stepvalue``,
+``gamma``, ``max_iter``, ``test_interval``, ``display``, ``snapshot``, ``mirror``), so the seed's
+users can read them. Loaded with ``yaml.safe_load`` into a frozen dataclass that checks every value
+and names the key that is wrong. Command-line flags override file values (``Recipe.replace``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from torchonspark.netdefs import NetDef, load_model
+from torchonspark.netdefs.netdef import netdef_from_dict
+
+LR_POLICIES = ("multistep", "cosine", "fixed")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What to train and how. Iterations count synchronous SGD steps of the whole job."""
+
+    model: str | dict[str, Any]  # a conf/models name, a netdef path, or the netdef's keys inline
+    batch_size: int  # per worker
+    base_lr: float
+    max_iter: int | None = None  # give exactly one of max_iter and epochs
+    epochs: int | None = None
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_policy: str = "multistep"
+    stepvalue: tuple[int, ...] = ()  # multistep: iterations where the rate is multiplied by gamma
+    gamma: float = 0.1
+    warmup_iters: int = 0  # linear warm-up from base_lr / 10
+    crop_size: int = 224
+    scale_range: tuple[int, int] | None = None  # shorter side before the crop; default the seed's, scaled
+    mirror: bool = True
+    test_interval: int = 0  # validate every N iterations (0: at the end only)
+    display: int = 20
+    snapshot: int = 0  # checkpoint every N iterations (0: at the end only)
+    keep_snapshots: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if (self.max_iter is None) == (self.epochs is None):
+            raise ValueError("give exactly one of max_iter and epochs")
+        positive = ["batch_size", "crop_size", "display", "keep_snapshots"]
+        positive += [key for key in ("max_iter", "epochs") if getattr(self, key) is not None]
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1; got {getattr(self, key)}")
+        for key in ("test_interval", "snapshot", "warmup_iters", "seed"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must not be negative; got {getattr(self, key)}")
+        if self.base_lr <= 0:
+            raise ValueError(f"base_lr must be positive; got {self.base_lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must not be negative; got {self.weight_decay}")
+        if self.lr_policy not in LR_POLICIES:
+            raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}; got {self.lr_policy!r}")
+        if list(self.stepvalue) != sorted(set(self.stepvalue)) or any(step < 1 for step in self.stepvalue):
+            raise ValueError(f"stepvalue must be increasing positive iterations; got {list(self.stepvalue)}")
+        if self.lr_policy == "multistep" and not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
+        if self.scale_range is not None and not self.crop_size <= self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must satisfy crop_size <= low <= high; got {list(self.scale_range)}")
+        self.netdef()  # the model must exist and be valid
+
+    def netdef(self, num_classes: int | None = None) -> NetDef:
+        """The network to train, sized for ``crop_size`` (and ``num_classes`` when given)."""
+        if isinstance(self.model, str):
+            netdef = load_model(self.model)
+        else:
+            netdef = netdef_from_dict({"name": "model", **self.model}, "the recipe's model")
+        changes: dict[str, Any] = {"input_size": self.crop_size}
+        if num_classes is not None:
+            changes["num_classes"] = num_classes
+        return netdef.replace(**changes)
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with ``changes`` (None values ignored, as from unset flags); validated again."""
+        given = {key: value for key, value in changes.items() if value is not None}
+        if "max_iter" in given:
+            given.setdefault("epochs", None)
+        elif "epochs" in given:
+            given.setdefault("max_iter", None)
+        return dataclasses.replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["stepvalue"] = list(self.stepvalue)
+        data["scale_range"] = list(self.scale_range) if self.scale_range is not None else None
+        return data
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "batch_size": (int,),
+    "base_lr": (int, float),
+    "max_iter": (int, type(None)),
+    "epochs": (int, type(None)),
+    "momentum": (int, float),
+    "weight_decay": (int, float),
+    "lr_policy": (str,),
+    "gamma": (int, float),
+    "warmup_iters": (int,),
+    "crop_size": (int,),
+    "mirror": (bool,),
+    "test_interval": (int,),
+    "display": (int,),
+    "snapshot": (int,),
+    "keep_snapshots": (int,),
+    "seed": (int,),
+}
+
+
+def _check_types(recipe: Recipe) -> None:
+    for key, types in _TYPES.items():
+        value = getattr(recipe, key)
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"{key} must be {names}; got {value!r}")
+    if not isinstance(recipe.model, (str, dict)):
+        raise ValueError(f"model must be a model name, a netdef path, or a mapping of netdef keys; got {recipe.model!r}")
+    object.__setattr__(recipe, "stepvalue", _int_tuple("stepvalue", recipe.stepvalue, None))
+    if recipe.scale_range is not None:
+        object.__setattr__(recipe, "scale_range", _int_tuple("scale_range", recipe.scale_range, 2))
+
+
+def _int_tuple(key: str, value: object, length: int | None) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and length is None:
+        value = [value]  # Caffe's single stepvalue
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{key} must be a list of integers; got {value!r}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"{key} must have {length} integers; got {list(value)}")
+    return tuple(value)
+
+
+_FIELDS = [field.name for field in dataclasses.fields(Recipe)]
+
+
+def recipe_from_dict(data: object, source: str) -> Recipe:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping of recipe keys; got {type(data).__name__}")
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(_FIELDS)}")
+    try:
+        return Recipe(**data)
+    except TypeError as error:  # a required key is missing
+        missing = [f.name for f in dataclasses.fields(Recipe) if f.default is dataclasses.MISSING and f.name not in data]
+        raise ValueError(f"{source}: missing key {missing[0]!r}" if missing else f"{source}: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe YAML file (a local path; recipes live beside the code, in conf/)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read recipe {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data["model"] = {"name": path.stem, **data["model"]}  # an inline netdef is named after its recipe
+    return recipe_from_dict(data, str(path))
+
+
+def learning_rate(recipe: Recipe, iteration: int, max_iter: int) -> float:
+    """The rate for step ``iteration`` (0-based). A pure function of the iteration, so a resumed run
+    sets exactly the rate the uninterrupted one had; that is why it is written out rather than kept
+    as a torch scheduler's state."""
+    if iteration < recipe.warmup_iters:
+        start = recipe.base_lr / 10
+        return start + (recipe.base_lr - start) * iteration / recipe.warmup_iters
+    if recipe.lr_policy == "multistep":
+        return recipe.base_lr * recipe.gamma ** sum(iteration >= step for step in recipe.stepvalue)
+    if recipe.lr_policy == "cosine":
+        span = max(1, max_iter - recipe.warmup_iters)
+        progress = min(1.0, (iteration - recipe.warmup_iters) / span)
+        return recipe.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return recipe.base_lr

@@ -1,0 +1,111 @@
+"""The training run's output folder (a local path or URL), written by rank 0:
+
+    metrics.jsonl        a line per display interval and per validation, appended as they happen
+    summary.json         the run's outcome
+    plots/loss.png, plots/accuracy.png
+    checkpoints/iter-00001000.pt ...   the last few, each written whole
+    model/               the exported model (see export.py)
+
+Does not import Spark: the worker writes it under plain torchrun too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import torch
+
+from torchonspark.datasets import fs
+
+CHECKPOINT = re.compile(r"iter-(\d{8})\.pt$")
+
+
+class RunFolder:
+    def __init__(self, url: str) -> None:
+        self.root = fs.resolve(url)
+        self.metrics = self.root.join("metrics.jsonl")
+        self.summary = self.root.join("summary.json")
+        self.plots = self.root.join("plots")
+        self.checkpoints = self.root.join("checkpoints")
+        self.model = self.root.join("model")
+
+    def create(self) -> None:
+        for folder in (self.root, self.plots, self.checkpoints):
+            folder.fs.create_dir(folder.path)
+
+    # --- metrics ---------------------------------------------------------------------------------
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """One JSON line, appended and closed at once so a reader sees it while training runs."""
+        with self.metrics.fs.open_append_stream(self.metrics.path) as stream:
+            stream.write((json.dumps(record) + "\n").encode())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_bytes().decode().splitlines() if line.strip()]
+
+    def keep_metrics_through(self, iteration: int) -> None:
+        """Drop lines after ``iteration`` (written after the checkpoint a resumed run starts from),
+        so that no iteration appears twice."""
+        kept = [record for record in self.read_metrics() if record["iteration"] <= iteration]
+        self.metrics.write_text_atomically("".join(json.dumps(record) + "\n" for record in kept))
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def checkpoint_paths(self) -> list[fs.Location]:
+        if not self.checkpoints.is_dir():
+            return []
+        found = [info for info in fs.list_files(self.checkpoints) if CHECKPOINT.search(info.base_name)]
+        return [self.checkpoints.join(info.base_name) for info in sorted(found, key=lambda info: info.base_name)]
+
+    def save_checkpoint(self, state: dict[str, Any], iteration: int, keep: int) -> fs.Location:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        target = self.checkpoints.join(f"iter-{iteration:08d}.pt")
+        target.write_bytes_atomically(buffer.getvalue())
+        for old in self.checkpoint_paths()[:-keep]:
+            old.fs.delete_file(old.path)
+        return target
+
+    def latest_checkpoint(self) -> fs.Location | None:
+        paths = self.checkpoint_paths()
+        return paths[-1] if paths else None
+
+    # --- summary and plots -----------------------------------------------------------------------
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.summary.write_text_atomically(json.dumps(summary, indent=2) + "\n")
+
+    def write_plots(self) -> None:
+        """Training loss and validation top-1 against iterations, as the seed's plots showed them."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        records = self.read_metrics()
+        series = {
+            "loss.png": ("training loss", [(r["iteration"], r["loss"]) for r in records if "loss" in r]),
+            "accuracy.png": ("validation top-1", [(r["iteration"], r["val_top1"]) for r in records if "val_top1" in r]),
+        }
+        for file_name, (label, points) in series.items():
+            figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
+            if points:
+                iterations, values = zip(*points)
+                axes.plot(iterations, values, marker="o" if len(points) < 30 else None)
+            axes.set_xlabel("iteration")
+            axes.set_ylabel(label)
+            axes.grid(True, alpha=0.3)
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", bbox_inches="tight")
+            plt.close(figure)
+            self.plots.join(file_name).write_bytes_atomically(buffer.getvalue())
+
+
+def load_checkpoint(location: fs.Location) -> dict[str, Any]:
+    """A checkpoint, loaded without unpickling arbitrary objects (``weights_only``)."""
+    return torch.load(io.BytesIO(location.read_bytes()), map_location="cpu", weights_only=True)
