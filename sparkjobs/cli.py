@@ -8,12 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs import convert_imagenet, make_digits
+from torchonspark.sparkjobs import convert_imagenet, make_digits, train_resnet
 from torchonspark.sparkjobs.jobcli import run_job
 
 JOBS = {
     "make-digits": make_digits,
     "convert": convert_imagenet,
+    "train": train_resnet,
 }
 
 
