@@ -8,7 +8,6 @@ written as RGB JPEGs under ``train/<wnid>/`` and ``val/<wnid>/`` with a stratifi
 from __future__ import annotations
 
 import io
-import uuid
 
 import numpy as np
 from PIL import Image
@@ -49,7 +48,7 @@ def make_digits(root_url: str, size: int = DEFAULT_SIZE, seed: int = 0, overwrit
     digits = load_digits()
     indices = np.arange(len(digits.target))
     train, val = train_test_split(indices, test_size=VAL_FRACTION, stratify=digits.target, random_state=seed)
-    temporary = root.parent().join(f".{root.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary = fs.temporary_beside(root)
     try:
         for split, members in (("train", train), ("val", val)):
             for digit in range(10):
@@ -59,9 +58,7 @@ def make_digits(root_url: str, size: int = DEFAULT_SIZE, seed: int = 0, overwrit
                 target.write_bytes(_jpeg(digits.images[index], size))
         words = "".join(f"{digit_wnid(d)} {name}\n" for d, name in enumerate(CLASS_NAMES))
         temporary.join("synset_words.txt").write_bytes(words.encode())
-        if root.exists():
-            root.fs.delete_dir(root.path)
-        root.fs.move(temporary.path, root.path)
+        fs.publish(temporary, root)
     except BaseException:
         if temporary.exists():
             temporary.fs.delete_dir(temporary.path)

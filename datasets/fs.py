@@ -116,3 +116,22 @@ def list_dirs(location: Location) -> list[pafs.FileInfo]:
     """The folders directly inside a folder, sorted by name."""
     infos = location.fs.get_file_info(pafs.FileSelector(location.path, recursive=False))
     return sorted((info for info in infos if info.type == pafs.FileType.Directory), key=lambda info: info.base_name)
+
+
+def publish(temporary: Location, target: Location) -> None:
+    """Rename a finished temporary folder to ``target``, replacing an old ``target`` only once the
+    new one is complete, so that at every moment one whole version exists."""
+    old = None
+    if target.exists():
+        old = target.parent().join(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.fs.move(target.path, old.path)
+    target.fs.move(temporary.path, target.path)
+    if old is not None:
+        old.fs.delete_dir(old.path)
+
+
+def temporary_beside(target: Location) -> Location:
+    """A new, empty folder beside ``target`` to build it in (then ``publish``)."""
+    temporary = target.parent().join(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary.fs.create_dir(temporary.path)
+    return temporary

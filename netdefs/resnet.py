@@ -109,8 +109,14 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
         self.fc.name = f"fc{num_classes}"
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(x), 1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
+        return self.classify(self.features(x))
 
 
 class FCStageHead(nn.Module):
@@ -131,10 +137,15 @@ class FCStageHead(nn.Module):
         self.drop.name = f"drop_1by1_{wider}"
         self.conv_out = ConvBNReLU(f"1by1_{num_classes}", wider, num_classes, 1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 4096-wide vector the last 1x1 convolution classifies."""
+        return torch.flatten(self.drop(self.conv_mid(self.pool(self.conv_in(x)))), 1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.conv_out(features[:, :, None, None]), 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.conv_in(x))
-        x = self.conv_out(self.drop(self.conv_mid(x)))
-        return torch.flatten(x, 1)
+        return self.classify(self.features(x))
 
 
 # --- the network ----------------------------------------------------------------------------------
@@ -155,6 +166,11 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.pool1(self.stem(x))))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the vector the classifier reads, the logits) for each image."""
+        features = self.head.features(self.blocks(self.pool1(self.stem(x))))
+        return features, self.head.classify(features)
 
 
 def _init_weights(net: nn.Module) -> None:

@@ -8,13 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs import convert_imagenet, make_digits, train_resnet
+from torchonspark.sparkjobs import convert_imagenet, evaluate, features, make_digits, train_resnet
 from torchonspark.sparkjobs.jobcli import run_job
 
 JOBS = {
     "make-digits": make_digits,
     "convert": convert_imagenet,
     "train": train_resnet,
+    "evaluate": evaluate,
+    "features": features,
 }
 
 

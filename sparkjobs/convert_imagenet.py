@@ -17,7 +17,6 @@ import math
 import random
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -144,18 +143,6 @@ def check_output(output: fs.Location, overwrite: bool) -> None:
         raise ValueError(f"OUTPUT {output.url} already exists; pass --overwrite to replace it")
 
 
-def publish(temporary: fs.Location, output: fs.Location) -> None:
-    """Rename the finished temporary folder to OUTPUT, replacing an old OUTPUT only once the new one
-    is complete, so that at every moment one whole output exists."""
-    old = None
-    if output.exists():
-        old = output.parent().join(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
-        output.fs.move(output.path, old.path)
-    output.fs.move(temporary.path, output.path)
-    if old is not None:
-        old.fs.delete_dir(old.path)
-
-
 def convert_imagenet(
     root: str,
     output: str,
@@ -195,8 +182,7 @@ def convert_tree(
     """Convert an already-listed tree into ``target`` (see ``convert_imagenet``)."""
     started = time.monotonic()
     spark = spark or get_spark("torchonspark convert")
-    temporary = target.parent().join(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.fs.create_dir(temporary.path)
+    temporary = fs.temporary_beside(target)
     try:
         splits = {
             name: convert_split(
@@ -216,7 +202,7 @@ def convert_tree(
         }
         temporary.join("labels.json").write_text_atomically(json.dumps(tree.labels(), indent=1) + "\n")
         temporary.join("report.json").write_text_atomically(json.dumps(report, indent=1) + "\n")
-        publish(temporary, target)
+        fs.publish(temporary, target)
     except BaseException:
         if temporary.exists():
             temporary.fs.delete_dir(temporary.path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from typing import Any
 
 import torch
@@ -58,13 +57,10 @@ def export_model(net: ResNet, netdef: NetDef, labels: list[dict[str, Any]], targ
         "model.pt2": _saved_program(program),
     }
     target = fs.resolve(target_url)
-    temporary = target.parent().join(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.fs.create_dir(temporary.path)
+    temporary = fs.temporary_beside(target)
     for name, data in contents.items():
         temporary.join(name).write_bytes(data)
-    if target.exists():
-        target.fs.delete_dir(target.path)
-    target.fs.move(temporary.path, target.path)
+    fs.publish(temporary, target)
     return target
 
 

@@ -1,0 +1,70 @@
+"""What the evaluate and features jobs share: an exported model applied to one shard of a split,
+inside a Spark task, and the launch of one such task per shard. The per-shard functions do not
+need Spark and are tested alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import torch
+from pyspark.sql import SparkSession
+
+from torchonspark.datasets import fs
+from torchonspark.datasets.loader import ShardedLoader, list_row_groups
+from torchonspark.datasets.transforms import EvalTransform
+from torchonspark.sparkjobs.export import load_model_folder
+
+T = TypeVar("T")
+TOP_K = 5
+
+
+def split_url(data_url: str, split: str) -> str:
+    location = fs.resolve(data_url).join(split)
+    if not location.is_dir():
+        raise ValueError(f"--data {data_url} has no {split}/ split (make one with `torchonspark convert`)")
+    return location.url
+
+
+def check_model(model_url: str) -> None:
+    folder = fs.resolve(model_url)
+    if not folder.join("weights.pt").exists() or not folder.join("netdef.yaml").exists():
+        raise ValueError(f"--model {model_url} is not an exported model folder (RUN/model of `torchonspark train`)")
+
+
+def default_workers(spark: SparkSession, split: str) -> int:
+    """One task per core, but never more than the split has row groups."""
+    return max(1, min(spark.sparkContext.defaultParallelism, len(list_row_groups(fs.resolve(split)))))
+
+
+def shard_batches(model_url: str, split: str, rank: int, world_size: int, batch_size: int, threads: int) -> tuple[torch.nn.Module, Iterator]:
+    torch.set_num_threads(threads)
+    net, netdef, _ = load_model_folder(model_url)
+    loader = ShardedLoader(split, rank, world_size, batch_size, EvalTransform(netdef.input_size), train=False,
+                           decode_threads=threads, with_paths=True)
+    return net, iter(loader)
+
+
+def count_shard(model_url: str, split: str, rank: int, world_size: int, batch_size: int, threads: int) -> dict[str, int]:
+    """Top-1 and top-5 hits and images of one shard (centre crops)."""
+    net, batches = shard_batches(model_url, split, rank, world_size, batch_size, threads)
+    counts = {"images": 0, "top1": 0, "top5": 0}
+    with torch.no_grad():
+        for images, labels, _ in batches:
+            logits = net(images)
+            hits = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices.eq(labels.unsqueeze(1))
+            counts["images"] += len(labels)
+            counts["top1"] += int(hits[:, 0].sum())
+            counts["top5"] += int(hits.any(dim=1).sum())
+    return counts
+
+
+def on_shards(spark: SparkSession, workers: int, description: str, task: Callable[[int, int], Iterator[T]]) -> Any:
+    """An RDD with one partition per shard, partition i running ``task(i, workers)``."""
+    context = spark.sparkContext
+    context.setJobDescription(description)
+    return context.parallelize(range(workers), workers).mapPartitionsWithIndex(lambda index, _: task(index, workers))
+
+
+def task_cpus(spark: SparkSession) -> int:
+    return int(spark.conf.get("spark.task.cpus", "1"))
