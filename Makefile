@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test venv check-java constraints clean bench-deps
 
 demo: check-java $(STAMP)
-	$(VENV)/bin/build_resnet --list-models
+	$(VENV)/bin/torchonspark demo demo-out --overwrite
 
 test: check-java $(STAMP)
 	$(VENV)/bin/pytest

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs import convert_imagenet, evaluate, features, make_digits, train_resnet
+from torchonspark.sparkjobs import convert_imagenet, demo, evaluate, features, make_digits, train_resnet
 from torchonspark.sparkjobs.jobcli import run_job
 
 JOBS = {
@@ -17,6 +17,7 @@ JOBS = {
     "train": train_resnet,
     "evaluate": evaluate,
     "features": features,
+    "demo": demo,
 }
 
 

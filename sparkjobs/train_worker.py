@@ -151,7 +151,11 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     torch.set_num_threads(job.threads)
     rank, world_size = _init_distributed(device)
     try:
-        return _train(job, device, rank, world_size)
+        summary = _train(job, device, rank, world_size)
+        # Leave together: a rank that tore down its end of the group while rank 0 was still writing
+        # the export was seen to abort (SIGABRT) at exit.
+        dist.barrier()
+        return summary
     finally:
         dist.destroy_process_group()
 
@@ -205,14 +209,14 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
         dist.all_gather_object(rng_states, torch.get_rng_state())
         if rank == 0:
             state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                     "epoch": iteration // per_epoch, "rng": rng_states, "recipe": recipe.to_dict(),
+                     "epoch": (iteration - 1) // per_epoch, "rng": rng_states, "recipe": recipe.to_dict(),
                      "netdef": netdef.to_dict()}
             run.save_checkpoint(state, iteration, recipe.keep_snapshots)
 
     def validate() -> tuple[float, float]:
         top1, top5 = _evaluate(net, val_loader, device)
         if rank == 0:
-            run.append_metrics({"iteration": iteration, "epoch": iteration // per_epoch, "val_top1": top1, "val_top5": top5})
+            run.append_metrics({"iteration": iteration, "epoch": (iteration - 1) // per_epoch, "val_top1": top1, "val_top5": top5})
         return top1, top5
 
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss total, iterations

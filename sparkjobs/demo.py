@@ -1,0 +1,84 @@
+"""The main job on its embedded default: digits -> Parquet -> 2 barrier workers -> evaluate.
+
+    torchonspark demo ./demo-out          (what `make demo` runs)
+
+Everything runs on ``local[*]`` (or the master spark-submit gives) with real Spark, petastorm and
+torch.distributed; the data is scikit-learn's handwritten digits, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+
+from torchonspark.datasets import fs
+from torchonspark.datasets.digits import make_digits
+from torchonspark.netdefs.cli import OneLineErrorParser
+from torchonspark.sparkjobs.convert_imagenet import convert_imagenet, summary_lines as convert_summary
+from torchonspark.sparkjobs.evaluate import evaluate
+from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.session import get_spark
+from torchonspark.sparkjobs.train_args import get_args_parser as train_parser
+from torchonspark.sparkjobs.train_args import job_from_args
+from torchonspark.sparkjobs.train_resnet import TrainingFailed, launch, summary_lines, task_cpus
+
+DEMO_WORKERS = 2
+
+
+def default_recipe() -> str:
+    return str(resources.files("torchonspark.conf") / "digits.yaml")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog="demo", description="Digits -> Parquet -> distributed training -> evaluation, on Spark.")
+    parser.add_argument("output", metavar="DIR", help="folder for the data, the run and the evaluation")
+    parser.add_argument("--workers", type=int, default=DEMO_WORKERS, help="training workers (default %(default)s)")
+    parser.add_argument("--conf", default=None, help="training recipe (default: conf/digits.yaml)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    root = fs.resolve(args.output)
+    if root.exists() and not args.overwrite:
+        raise ValueError(f"DIR {args.output} already exists; pass --overwrite to replace it")
+    if root.exists():
+        root.fs.delete_dir(root.path)
+    root.fs.create_dir(root.path)
+    digits, parquet, run_folder, result = (root.join(name).url for name in ("digits", "digits-parquet", "run", "eval.json"))
+    spark = get_spark("torchonspark demo", args.master)
+
+    print(f"1/4 make-digits {digits}")
+    make_digits(digits)
+    print(f"2/4 convert {digits} {parquet}")
+    print("\n".join(convert_summary(convert_imagenet(digits, parquet, spark=spark))))
+    print(f"3/4 train on {args.workers} barrier workers -> {run_folder}")
+    train_args = train_parser().parse_args(["--conf", args.conf or default_recipe(), "--data", parquet, "--output", run_folder])
+    job = job_from_args(train_args, threads=task_cpus(spark), device="cpu")
+    try:
+        summary = launch(job, args.workers, use_gpu=False)
+    except TrainingFailed as failure:
+        print(f"demo: a training worker failed; the end of its output:\n{failure}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(summary, run_folder)))
+    print(f"4/4 evaluate {run_folder}/model on the val split")
+    evaluation = evaluate(spark, root.join("run", "model").url, parquet)
+    fs.resolve(result).write_text_atomically(json.dumps(evaluation, indent=2) + "\n")
+    print(f"val top-1 {evaluation['top1']:.4f} ({evaluation['correct_top1']}/{evaluation['images']}), "
+          f"top-5 {evaluation['top5']:.4f} -> {result}")
+    print(f"plots: {run_folder}/plots/loss.png, {run_folder}/plots/accuracy.png; demo took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(get_args_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
