@@ -111,6 +111,11 @@ def _load_initial_weights(net: nn.Module, location: str) -> list[str]:
 
 def _evaluate(net: nn.Module, loader: ShardedLoader, device: torch.device) -> tuple[float, float]:
     """Top-1 and top-5 over the whole split: each rank counts its shard, the counts are summed."""
+    # DDP gives every rank rank 0's BatchNorm statistics at the start of each forward, and each rank
+    # then updates its own copy with its own batch: without this, ranks would score with different
+    # statistics from the ones rank 0 checkpoints and exports.
+    for buffer in net.buffers():
+        dist.broadcast(buffer, src=0)
     was_training = net.training
     net.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)

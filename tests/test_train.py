@@ -1,0 +1,163 @@
+"""Distributed training end to end: real barrier tasks on local[2], torch.distributed (gloo), the
+digits data; plus the worker alone under a plain process, resume, export, evaluate and features."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from torchonspark.datasets.loader import ShardedLoader
+from torchonspark.datasets.transforms import EvalTransform
+from torchonspark.sparkjobs import train_resnet
+from torchonspark.sparkjobs.evaluate import evaluate
+from torchonspark.sparkjobs.export import load_inference_program, load_model_folder
+from torchonspark.sparkjobs.features import extract_features
+from torchonspark.sparkjobs.inference import count_shard
+
+pytestmark = pytest.mark.e2e
+
+SMALL = """model: {name: tiny, main_branch: normal, num_output_stage1: 16, blocks: [1, 1, 1, 1], fc_layers: false}
+batch_size: 16
+base_lr: 0.05
+lr_policy: multistep
+stepvalue: [15]
+gamma: 0.5
+max_iter: 20
+crop_size: 32
+scale_range: [32, 40]
+mirror: false
+test_interval: 10
+display: 5
+snapshot: 10
+seed: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("conf") / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(spark, digits_parquet, recipe, tmp_path_factory):
+    """A 2-worker run on barrier tasks, through the train job's own entry point."""
+    data, _ = digits_parquet
+    run = tmp_path_factory.mktemp("runs") / "run"
+    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"])
+    assert status == 0
+    return data, run
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_workers_write_metrics_summary_plots_checkpoints_and_a_model(trained):
+    _, run = trained
+    lines = metrics(run)
+    assert [r["iteration"] for r in lines if "loss" in r] == [5, 10, 15, 20]
+    assert [r["iteration"] for r in lines if "val_top1" in r] == [10, 20]
+    assert all(r["lr"] == (0.05 if r["iteration"] <= 15 else 0.025) for r in lines if "lr" in r)
+    assert all(r["images_per_sec"] > 0 and r["loss"] > 0 for r in lines if "loss" in r)
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["world_size"], summary["iterations"], summary["device"]) == (2, 20, "cpu")
+    assert summary["val_top1"] == lines[-1]["val_top1"] and 0 <= summary["val_top5"] <= 1
+    assert summary["model"]["name"] == "tiny" and summary["model"]["num_classes"] == 10
+    for plot in ("loss.png", "accuracy.png"):
+        assert (run / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter-00000010.pt", "iter-00000020.pt"]
+    assert sorted(p.name for p in (run / "model").iterdir()) == sorted(
+        ["weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2"]
+    )
+
+
+def test_the_inference_export_reproduces_the_modules_logits(trained):
+    data, run = trained
+    net, netdef, labels = load_model_folder(str(run / "model"))
+    program = load_inference_program(str(run / "model"))
+    images, _ = next(iter(ShardedLoader(str(data / "val"), 0, 1, 7, EvalTransform(netdef.input_size), train=False)))
+    with torch.no_grad():
+        assert torch.allclose(program(images), net(images), atol=1e-5)
+    assert len(labels) == netdef.num_classes == 10
+
+
+def test_evaluate_counts_every_image_exactly_once(spark, trained):
+    data, run = trained
+    result = evaluate(spark, str(run / "model"), str(data), workers=3, batch_size=50)
+    alone = count_shard(str(run / "model"), str(data / "val"), 0, 1, 128, 1)
+    assert result["images"] == alone["images"] == 360
+    assert (result["correct_top1"], result["correct_top5"]) == (alone["top1"], alone["top5"])
+    assert result["top1"] == pytest.approx(json.loads((run / "summary.json").read_text())["val_top1"])
+
+
+def test_features_are_written_per_image_with_logits(spark, trained, tmp_path):
+    data, run = trained
+    result = extract_features(spark, str(run / "model"), str(data), str(tmp_path / "features"), workers=2)
+    table = pq.read_table(tmp_path / "features").to_pylist()
+    assert result["rows"] == len(table) == 360
+    assert len({row["path"] for row in table}) == 360
+    assert {len(row["features"]) for row in table} == {16 * 8} and {len(row["logits"]) for row in table} == {10}
+    with pytest.raises(ValueError, match="already exists"):
+        extract_features(spark, str(run / "model"), str(data), str(tmp_path / "features"))
+
+
+def run_worker(*argv):
+    """The worker alone: one plain process, no Spark, no torchrun."""
+    return subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.train_worker", *argv], capture_output=True, text=True)
+
+
+def test_resuming_halfway_gives_the_same_weights_as_running_straight(digits_parquet, recipe, tmp_path):
+    data, _ = digits_parquet
+    common = ["--conf", str(recipe), "--data", str(data), "--threads", "1"]
+    straight = run_worker(*common, "--output", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = run_worker(*common, "--output", str(tmp_path / "halves"), "--max-iter", "10")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_worker(*common, "--output", str(tmp_path / "halves"), "--resume")
+    assert second.returncode == 0, second.stderr[-2000:]
+    a = torch.load(tmp_path / "straight" / "model" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "halves" / "model" / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    iterations = [(r["iteration"], "loss" in r) for r in metrics(tmp_path / "halves")]
+    assert iterations == [(r["iteration"], "loss" in r) for r in metrics(tmp_path / "straight")]
+    assert len(iterations) == len(set(iterations))
+
+
+def test_a_worker_that_fails_surfaces_on_the_driver_with_its_error(digits_parquet, recipe, tmp_path, capsys):
+    data, _ = digits_parquet
+    not_weights = tmp_path / "weights.pt"
+    not_weights.write_bytes(b"this is not a torch file")
+    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(tmp_path / "run"),
+                                "--workers", "2", "--weights", str(not_weights)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "a worker failed" in err and "weights" in err.lower()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--batch-size", "0"], "batch_size must be at least 1"),
+        (["--resume"], "holds no checkpoint"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_worker_starts(digits_parquet, recipe, tmp_path, capsys, argv, message):
+    data, _ = digits_parquet
+    with pytest.raises(SystemExit) as exit_:
+        train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_run_folder_is_refused_unless_resume_or_overwrite(trained, recipe, capsys):
+    data, run = trained
+    with pytest.raises(SystemExit) as exit_:
+        train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run)])
+    assert exit_.value.code == 2 and "pass --resume to continue it or --overwrite" in capsys.readouterr().err
