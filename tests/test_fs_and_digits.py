@@ -58,7 +58,8 @@ def test_torchonspark_usage_errors_are_one_line_with_status_2(tmp_path, capsys):
         (["make-digits", str(tmp_path / "d"), "--size", "4"], "--size must be at least 8"),
         (["convert", str(tmp_path / "missing"), str(tmp_path / "out")], "does not exist"),
         (["convert", str(tmp_path), str(tmp_path / "out"), "--jpeg-quality", "0"], "--jpeg-quality"),
-        (["train"], "invalid choice"),
+        (["fly"], "invalid choice"),
+        (["train", "--conf", "x.yaml"], "required: --data, --output"),
     ):
         with pytest.raises(SystemExit) as exit_:
             torchonspark(argv)
