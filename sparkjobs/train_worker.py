@@ -132,13 +132,27 @@ def _evaluate(net: nn.Module, loader: ShardedLoader, device: torch.device) -> tu
     return top1 / images, top5 / images
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device, mixed_precision: bool = True):
     # bf16 on GPU (no loss scaling needed); plain fp32 on CPU.
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    if device.type == "cuda" and mixed_precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: torch.Tensor,
+               device: torch.device, mixed_precision: bool = True) -> torch.Tensor:
+    """One synchronous SGD step (DDP all-reduces the gradients inside backward); the loss, detached."""
+    images, targets = _to_device(images, targets, device)
+    with _autocast(device, mixed_precision):
+        loss = F.cross_entropy(model(images), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if device.type == "cuda":
+    if images.device != device:
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
     return images, labels
@@ -235,14 +249,9 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
             lr = learning_rate(recipe, iteration, max_iter)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images, targets = _to_device(images, targets, device)
-            with _autocast(device):
-                loss = F.cross_entropy(model(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, optimizer, images, targets, device)
             iteration += 1
-            loss_sum += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
+            loss_sum += torch.stack([loss.double(), torch.ones((), dtype=torch.float64, device=device)])
             if iteration % recipe.display == 0 or iteration == max_iter:
                 dist.all_reduce(loss_sum)
                 seconds = time.monotonic() - interval_started
