@@ -161,3 +161,14 @@ def test_an_existing_run_folder_is_refused_unless_resume_or_overwrite(trained, r
     with pytest.raises(SystemExit) as exit_:
         train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run)])
     assert exit_.value.code == 2 and "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+
+
+def test_weights_start_a_new_run_from_a_trained_model(trained, recipe, tmp_path):
+    data, run = trained
+    result = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(tmp_path / "again"), "--threads", "1",
+                        "--weights", str(run / "model"), "--max-iter", "1", "--base-lr", "1e-9")
+    assert result.returncode == 0, result.stderr[-2000:]
+    before = torch.load(run / "model" / "weights.pt", weights_only=True)
+    after = torch.load(tmp_path / "again" / "model" / "weights.pt", weights_only=True)
+    convolutions = [key for key in before if key.endswith("conv.weight")]
+    assert convolutions and all(torch.allclose(before[key], after[key], atol=1e-6) for key in convolutions)
