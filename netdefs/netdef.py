@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -56,24 +57,31 @@ class NetDef:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-_FIELDS = {field.name: field for field in dataclasses.fields(NetDef)}
-_REQUIRED = [name for name, field in _FIELDS.items() if field.default is dataclasses.MISSING]
+T = TypeVar("T")
+
+
+def dataclass_from_mapping(cls: type[T], data: object, source: str) -> T:
+    """Build a validating dataclass from parsed YAML; every error is one line that starts with
+    ``source`` and names the offending key (unknown, missing, or refused by the class)."""
+    fields = [field.name for field in dataclasses.fields(cls)]
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a mapping of {', '.join(fields)}; got {type(data).__name__}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(fields)}")
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ValueError(f"{source}: missing key {missing[0]!r}")
+    try:
+        return cls(**data)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
 def netdef_from_dict(data: object, source: str) -> NetDef:
     """A NetDef from parsed YAML; errors start with ``source`` and name the offending key."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{source}: expected a mapping of {', '.join(_FIELDS)}; got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ValueError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(_FIELDS)}")
-    missing = [key for key in _REQUIRED if key not in data]
-    if missing:
-        raise ValueError(f"{source}: missing key {missing[0]!r}")
-    try:
-        return NetDef(**data)
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
+    return dataclass_from_mapping(NetDef, data, source)
 
 
 def load_netdef(path: str | Path) -> NetDef:

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import check_model, count_shard, default_workers, on_shards, split_url, task_cpus
+from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, count_shard, default_workers, on_shards, split_url, task_cpus
 from torchonspark.sparkjobs.jobcli import job_main
 from torchonspark.sparkjobs.session import get_spark
 
@@ -51,23 +51,16 @@ def evaluate(spark: SparkSession, model_url: str, data_url: str, split: str = "v
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="evaluate", description="Top-1/top-5 centre-crop accuracy of an exported model on a split.")
-    parser.add_argument("--model", required=True, help="an exported model folder (RUN/model)")
-    parser.add_argument("--data", required=True, help="a converted data set")
-    parser.add_argument("--output", required=True, help="where to write the result (JSON)")
-    parser.add_argument("--split", default="val", help="default %(default)s")
-    parser.add_argument("--workers", type=int, help="Spark tasks, one shard each (default: one per core)")
-    parser.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
-    return parser
+    return add_arguments(parser, "where to write the result (JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
     output = fs.resolve(args.output)
     if output.exists() and not args.overwrite:
         raise ValueError(f"--output {args.output} already exists; pass --overwrite to replace it")
-    if args.workers is not None and args.workers < 1 or args.batch_size < 1:
-        raise ValueError("--workers and --batch-size must be at least 1")
+    check_arguments(args)
+    check_model(args.model)  # before Spark starts: a mistake costs a second, not a session
+    split_url(args.data, args.split)
     result = evaluate(get_spark("torchonspark evaluate", args.master), args.model, args.data, args.split,
                       args.workers, args.batch_size)
     output.write_text_atomically(json.dumps(result, indent=2) + "\n")

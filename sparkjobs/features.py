@@ -20,7 +20,7 @@ from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, Str
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import check_model, default_workers, on_shards, shard_batches, split_url, task_cpus
+from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, default_workers, on_shards, shard_batches, split_url, task_cpus
 from torchonspark.sparkjobs.jobcli import job_main
 from torchonspark.sparkjobs.session import get_spark
 
@@ -71,20 +71,15 @@ def extract_features(spark: SparkSession, model_url: str, data_url: str, output_
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="features", description="Write (path, label, features, logits) of a split as Parquet.")
-    parser.add_argument("--model", required=True, help="an exported model folder (RUN/model)")
-    parser.add_argument("--data", required=True, help="a converted data set")
-    parser.add_argument("--output", required=True, help="the Parquet folder to write")
-    parser.add_argument("--split", default="val", help="default %(default)s")
-    parser.add_argument("--workers", type=int, help="Spark tasks, one shard each (default: one per core)")
-    parser.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
-    return parser
+    return add_arguments(parser, "the Parquet folder to write")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers is not None and args.workers < 1 or args.batch_size < 1:
-        raise ValueError("--workers and --batch-size must be at least 1")
+    check_arguments(args)
+    check_model(args.model)  # before Spark starts: a mistake costs a second, not a session
+    split_url(args.data, args.split)
+    if fs.resolve(args.output).exists() and not args.overwrite:
+        raise ValueError(f"--output {args.output} already exists; pass --overwrite to replace it")
     result = extract_features(get_spark("torchonspark features", args.master), args.model, args.data, args.output,
                               args.split, args.workers, args.batch_size, args.overwrite)
     print(f"{args.split}: {result['rows']} rows of features -> {args.output}")

@@ -4,6 +4,7 @@ need Spark and are tested alone."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -64,6 +65,24 @@ def on_shards(spark: SparkSession, workers: int, description: str, task: Callabl
     context = spark.sparkContext
     context.setJobDescription(description)
     return context.parallelize(range(workers), workers).mapPartitionsWithIndex(lambda index, _: task(index, workers))
+
+
+def add_arguments(parser: argparse.ArgumentParser, output_help: str) -> argparse.ArgumentParser:
+    """The arguments evaluate and features share."""
+    parser.add_argument("--model", required=True, help="an exported model folder (RUN/model)")
+    parser.add_argument("--data", required=True, help="a converted data set")
+    parser.add_argument("--output", required=True, help=output_help)
+    parser.add_argument("--split", default="val", help="default %(default)s")
+    parser.add_argument("--workers", type=int, help="Spark tasks, one shard each (default: one per core)")
+    parser.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
+    return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1 or args.batch_size < 1:
+        raise ValueError("--workers and --batch-size must be at least 1")
 
 
 def task_cpus(spark: SparkSession) -> int:

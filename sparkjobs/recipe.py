@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from torchonspark.netdefs import NetDef, load_model
-from torchonspark.netdefs.netdef import netdef_from_dict
+from torchonspark.netdefs.netdef import dataclass_from_mapping, netdef_from_dict
 
 LR_POLICIES = ("multistep", "cosine", "fixed")
 
@@ -144,22 +144,8 @@ def _int_tuple(key: str, value: object, length: int | None) -> tuple[int, ...]:
     return tuple(value)
 
 
-_FIELDS = [field.name for field in dataclasses.fields(Recipe)]
-
-
 def recipe_from_dict(data: object, source: str) -> Recipe:
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a mapping of recipe keys; got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ValueError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(_FIELDS)}")
-    try:
-        return Recipe(**data)
-    except TypeError as error:  # a required key is missing
-        missing = [f.name for f in dataclasses.fields(Recipe) if f.default is dataclasses.MISSING and f.name not in data]
-        raise ValueError(f"{source}: missing key {missing[0]!r}" if missing else f"{source}: {error}") from None
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
+    return dataclass_from_mapping(Recipe, data, source)
 
 
 def load_recipe(path: str | Path) -> Recipe:
