@@ -7,13 +7,21 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv check-java constraints clean bench-deps
+.PHONY: demo test test-slow dist venv check-java constraints clean bench-deps
 
 demo: check-java $(STAMP)
 	$(VENV)/bin/torchonspark demo demo-out --overwrite
 
 test: check-java $(STAMP)
 	$(VENV)/bin/pytest
+
+# The slow tests (the packed environment through spark-submit: about 4 minutes, 25 GB of temporary disk).
+test-slow: check-java $(STAMP)
+	$(VENV)/bin/pytest -m slow
+
+# A relocatable archive of the whole environment, for spark-submit --archives (see README, Running on YARN).
+dist: $(STAMP)
+	$(VENV)/bin/torchonspark pack-env dist/torchonspark-env.tar.gz --overwrite
 
 venv: $(STAMP)
 

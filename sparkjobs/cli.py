@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs import convert_imagenet, demo, evaluate, features, make_digits, train_resnet
+from torchonspark.sparkjobs import convert_imagenet, demo, evaluate, features, make_digits, pack_env, train_resnet
 from torchonspark.sparkjobs.jobcli import run_job
 
 JOBS = {
@@ -18,6 +18,7 @@ JOBS = {
     "evaluate": evaluate,
     "features": features,
     "demo": demo,
+    "pack-env": pack_env,
 }
 
 

@@ -6,10 +6,16 @@ import os
 import sys
 from collections.abc import Mapping
 
-from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 DEFAULT_MASTER = "local[*]"
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the JVM first and hands its gateway to Python in this variable; its
+    --master (or spark-defaults.conf) then decides the master. (A SparkConf made before the
+    SparkContext cannot tell: it does not see the JVM's properties yet.)"""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
@@ -24,7 +30,7 @@ def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str
     builder = SparkSession.builder.appName(app_name)
     if master is not None:
         builder = builder.master(master)
-    elif not SparkConf().contains("spark.master"):
+    elif not launched_by_spark_submit():
         builder = builder.master(DEFAULT_MASTER)
     for key, value in (config or {}).items():
         builder = builder.config(key, value)

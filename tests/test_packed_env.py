@@ -1,0 +1,64 @@
+"""The packed environment runs a real job through spark-submit, from the archive's own interpreter.
+
+Slow (about 4 minutes and 25 GB of temporary disk: the archive is 3.5 GB and each of the driver and
+two executors unpacks it), so `make test` leaves it out; `make test-slow` runs it.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from torchonspark.datasets.digits import make_digits
+from torchonspark.sparkjobs.pack_env import pack_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+JOB = Path(__file__).parent / "jobs" / "packed_env_job.py"
+RECIPE = """model: {name: tiny, main_branch: normal, num_output_stage1: 16, blocks: [1, 1, 1, 1], fc_layers: false}
+batch_size: 16
+base_lr: 0.05
+max_iter: 6
+crop_size: 16
+scale_range: [16, 20]
+mirror: false
+display: 3
+"""
+
+
+def test_packed_environment_converts_and_trains_on_a_local_cluster(tmp_path):
+    archive = tmp_path / "env.tar.gz"
+    pack_env(str(archive))
+    make_digits(str(tmp_path / "digits"), size=16)
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    venv_python = sys.executable
+    # local-cluster's executors are separate JVMs with their own Python workers and working folders
+    # (under SPARK_HOME/work), as on YARN; they unpack the archive there and run ./env/bin/python.
+    spark_work = Path(subprocess.run([venv_python, "-c", "import pyspark, os; print(os.path.dirname(pyspark.__file__))"],
+                                     capture_output=True, text=True, check=True).stdout.strip()) / "work"
+    before = set(spark_work.iterdir()) if spark_work.exists() else set()
+    command = [
+        str(Path(venv_python).with_name("spark-submit")),
+        "--master", "local-cluster[2,1,1024]",
+        "--archives", f"{archive}#env",
+        "--conf", "spark.pyspark.python=./env/bin/python",
+        "--conf", f"spark.pyspark.driver.python={venv_python}",
+        str(JOB), str(tmp_path / "digits"), str(tmp_path / "work"), str(tmp_path / "recipe.yaml"),
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYSPARK_DRIVER_PYTHON": venv_python},
+                                timeout=900)
+    finally:
+        for created in (set(spark_work.iterdir()) if spark_work.exists() else set()) - before:
+            shutil.rmtree(created, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    for executor in outcome["executors"]:
+        assert executor["executable"] == str(Path(executor["cwd"]) / "env" / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}.real")
+        assert executor["package"].startswith(str(Path(executor["cwd"]) / "env" / "lib"))
+    assert len({executor["cwd"] for executor in outcome["executors"]}) == 2
+    assert (outcome["converted"], outcome["iterations"], outcome["world_size"]) == (1437, 6, 2)
