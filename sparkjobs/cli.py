@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs import convert_imagenet, demo, evaluate, features, make_digits, pack_env, train_resnet
+from torchonspark.sparkjobs import convert_imagenet, demo, doctor, evaluate, features, make_digits, pack_env, train_resnet
 from torchonspark.sparkjobs.jobcli import run_job
 
 JOBS = {
@@ -19,6 +19,7 @@ JOBS = {
     "features": features,
     "demo": demo,
     "pack-env": pack_env,
+    "doctor": doctor,
 }
 
 

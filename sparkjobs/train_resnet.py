@@ -23,6 +23,7 @@ from pyspark.ml.torch.distributor import TorchDistributor
 from pyspark.sql import SparkSession
 
 from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.preflight import PreflightError, preflight
 from torchonspark.sparkjobs.session import get_spark
 from torchonspark.sparkjobs.train_args import get_args_parser as _train_parser
 from torchonspark.sparkjobs.train_args import job_from_args
@@ -86,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     spark = get_spark("torchonspark train", args.master)
     gpu = use_gpus(spark, args.gpu, args.cpu)
     job = job_from_args(args, threads=task_cpus(spark), device="cuda" if gpu else "cpu")
+    try:
+        preflight(spark, args.workers, gpu)
+    except PreflightError as problem:
+        print(f"train: {problem}", file=sys.stderr)
+        return 2
     try:
         summary = launch(job, args.workers, gpu)
     except TrainingFailed as failure:

@@ -58,9 +58,17 @@ class TrainJob:
     weights: str | None = None  # initial weights (a state dict file, or an exported model folder)
 
 
+def cuda_index(local_rank: int, visible_gpus: int) -> int:
+    """Which of the visible GPUs a process uses. Under Spark each barrier task sees only the GPUs
+    Spark gave it (CUDA_VISIBLE_DEVICES), and runs one process (local rank 0): index 0, its own
+    GPU. Under torchrun on one multi-GPU machine, local rank r takes GPU r."""
+    if visible_gpus < 1:
+        raise ValueError("no GPU is visible to this process")
+    return local_rank % visible_gpus
+
+
 def select_device(kind: str, local_rank: int) -> torch.device:
-    """The device this process trains on: for "cuda", the GPU its local rank indexes among the
-    visible ones (Spark sets CUDA_VISIBLE_DEVICES to the GPUs it gave the task)."""
+    """The device this process trains on."""
     if kind == "cpu":
         return torch.device("cpu")
     if kind != "cuda":
@@ -68,7 +76,7 @@ def select_device(kind: str, local_rank: int) -> torch.device:
     if not torch.cuda.is_available():
         raise RuntimeError("a GPU run was asked for but torch sees no GPU in this process (CUDA_VISIBLE_DEVICES="
                            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')!r})")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cuda", cuda_index(local_rank, torch.cuda.device_count()))
 
 
 def _free_port() -> int:

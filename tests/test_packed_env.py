@@ -6,12 +6,12 @@ two executors unpacks it), so `make test` leaves it out; `make test-slow` runs i
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sparkwork import removing_new_spark_work_dirs
 
 from torchonspark.datasets.digits import make_digits
 from torchonspark.sparkjobs.pack_env import pack_env
@@ -36,11 +36,8 @@ def test_packed_environment_converts_and_trains_on_a_local_cluster(tmp_path):
     make_digits(str(tmp_path / "digits"), size=16)
     (tmp_path / "recipe.yaml").write_text(RECIPE)
     venv_python = sys.executable
-    # local-cluster's executors are separate JVMs with their own Python workers and working folders
-    # (under SPARK_HOME/work), as on YARN; they unpack the archive there and run ./env/bin/python.
-    spark_work = Path(subprocess.run([venv_python, "-c", "import pyspark, os; print(os.path.dirname(pyspark.__file__))"],
-                                     capture_output=True, text=True, check=True).stdout.strip()) / "work"
-    before = set(spark_work.iterdir()) if spark_work.exists() else set()
+    # local-cluster's executors are separate JVMs with their own Python workers and working folders,
+    # as on YARN; they unpack the archive there and run ./env/bin/python.
     command = [
         str(Path(venv_python).with_name("spark-submit")),
         "--master", "local-cluster[2,1,1024]",
@@ -49,12 +46,9 @@ def test_packed_environment_converts_and_trains_on_a_local_cluster(tmp_path):
         "--conf", f"spark.pyspark.driver.python={venv_python}",
         str(JOB), str(tmp_path / "digits"), str(tmp_path / "work"), str(tmp_path / "recipe.yaml"),
     ]
-    try:
+    with removing_new_spark_work_dirs():
         result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYSPARK_DRIVER_PYTHON": venv_python},
                                 timeout=900)
-    finally:
-        for created in (set(spark_work.iterdir()) if spark_work.exists() else set()) - before:
-            shutil.rmtree(created, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     for executor in outcome["executors"]:

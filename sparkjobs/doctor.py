@@ -1,0 +1,177 @@
+"""``torchonspark doctor``: is this machine and this Spark configuration ready to run the jobs?
+
+    torchonspark doctor --data hdfs:///data/imagenet-parquet --workers 16
+    spark-submit --properties-file conf/spark-yarn-gpu.conf sparkjobs/doctor.py --workers 16
+
+One line per check, each failure with the fix; exit status 1 if any check fails. The checks are pure
+functions of what they are given (environment, versions, Spark configuration) so each is tested in
+the way it passes and the way it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from torchonspark.datasets import fs
+from torchonspark.netdefs.cli import OneLineErrorParser
+from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.preflight import Check, check_dynamic_allocation, check_slots, registered_executor_cores, spark_conf
+
+# The versions tested together (constraints.txt; DESIGN.md says why each is pinned).
+TESTED = {
+    "pyspark": "3.5.",
+    "petastorm": "0.12.1",
+    "pyarrow": "14.0.",
+    "numpy": "1.26.",
+    "torch": "2.14.1",
+    "torchvision": "0.29.1",
+}
+SPARK_JAVA_VERSIONS = (8, 11, 17)
+CONSTRAINTS_FIX = "install the tested set: pip install -c constraints.txt -e . (make venv does)"
+
+
+def check_java(env: Mapping[str, str], which: Callable[[str], str | None] = shutil.which) -> Check:
+    java = str(Path(env["JAVA_HOME"]) / "bin" / "java") if env.get("JAVA_HOME") else which("java")
+    if not java or not Path(java).exists():
+        return Check("java", False, "no java found (JAVA_HOME unset and none on PATH)", "install OpenJDK 17 and set JAVA_HOME or PATH")
+    result = subprocess.run([java, "-version"], capture_output=True, text=True)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr)
+    if result.returncode != 0 or not match:
+        return Check("java", False, f"{java} -version failed", "install OpenJDK 17 and set JAVA_HOME")
+    major = int(match.group(2)) if match.group(1) == "1" else int(match.group(1))  # "1.8.0" is Java 8
+    if major not in SPARK_JAVA_VERSIONS:
+        return Check("java", False, f"Java {major} at {java}; Spark 3.5 runs on Java 8, 11 or 17", "set JAVA_HOME to a Java 17")
+    return Check("java", True, f"Java {major} ({java})")
+
+
+def installed_versions() -> dict[str, str]:
+    versions = {}
+    for name in TESTED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def check_versions(installed: Mapping[str, str], tested: Mapping[str, str] = TESTED) -> list[Check]:
+    checks = []
+    for name, expected in tested.items():
+        version = installed.get(name)
+        if version is None:
+            checks.append(Check(name, False, "not installed", CONSTRAINTS_FIX))
+        elif not version.startswith(expected):
+            checks.append(Check(name, False, f"{version}, tested with {expected}*", CONSTRAINTS_FIX))
+        else:
+            checks.append(Check(name, True, version))
+    return checks
+
+
+def check_hdfs_environment(env: Mapping[str, str]) -> Check:
+    """What pyarrow's libhdfs needs in every process that reads hdfs:// (driver and executors)."""
+    missing = [name for name in ("JAVA_HOME", "HADOOP_HOME") if not env.get(name)]
+    if missing:
+        return Check("hdfs client", False, f"{' and '.join(missing)} unset", "export JAVA_HOME and HADOOP_HOME (and spark.executorEnv.* for executors)")
+    folders = [env[name] for name in ("ARROW_LIBHDFS_DIR",) if env.get(name)] + [str(Path(env["HADOOP_HOME"]) / "lib" / "native")]
+    library = next((Path(folder) / "libhdfs.so" for folder in folders if (Path(folder) / "libhdfs.so").exists()), None)
+    if library is None:
+        return Check("hdfs client", False, f"libhdfs.so not found in {', '.join(folders)}", "set ARROW_LIBHDFS_DIR to the folder holding libhdfs.so")
+    if "hadoop" not in env.get("CLASSPATH", "").lower():
+        return Check("hdfs client", False, "CLASSPATH holds no Hadoop jars", 'export CLASSPATH="$(hadoop classpath --glob)"')
+    return Check("hdfs client", True, f"libhdfs at {library}, Hadoop jars on CLASSPATH")
+
+
+def check_data(url: str, env: Mapping[str, str]) -> list[Check]:
+    checks = []
+    if url.startswith(("hdfs://", "viewfs://")):
+        checks.append(check_hdfs_environment(env))
+        if not checks[-1].ok:
+            return checks
+    try:
+        location = fs.resolve(url)
+        exists = location.exists()
+    except (ValueError, OSError) as error:
+        return checks + [Check("data", False, str(error), "check the URL and the client set-up above")]
+    if not exists:
+        return checks + [Check("data", False, f"{url} does not exist", "check the URL, or convert the data first (torchonspark convert)")]
+    missing = [name for name in ("train", "val", "labels.json") if not location.join(name).exists()]
+    if missing:
+        return checks + [Check("data", False, f"{url} is readable but is not a converted data set (no {', '.join(missing)})",
+                               "point --data at the OUTPUT of torchonspark convert")]
+    return checks + [Check("data", True, f"{url}: train/, val/, labels.json")]
+
+
+def check_gpu_scheduling(conf: Mapping[str, str], torch_gpus: int) -> list[Check]:
+    checks = [Check("torch GPUs", True, f"{torch_gpus} visible to torch in this process" if torch_gpus else "none in this process (the driver needs none)")]
+    task_gpus = float(conf.get("spark.task.resource.gpu.amount", "0") or 0)
+    if task_gpus <= 0:
+        return checks + [Check("Spark GPU scheduling", True, "off: training runs on CPUs (spark.task.resource.gpu.amount unset)")]
+    local = conf.get("spark.master", "").startswith("local")
+    side = "driver" if local else "executor"
+    amount = float(conf.get(f"spark.{side}.resource.gpu.amount", "0") or 0)
+    script = conf.get(f"spark.{side}.resource.gpu.discoveryScript") or (None if local else conf.get("spark.worker.resource.gpu.discoveryScript"))
+    if amount < task_gpus:
+        return checks + [Check("Spark GPU scheduling", False, f"spark.task.resource.gpu.amount {task_gpus:g} but spark.{side}.resource.gpu.amount {amount:g}",
+                               f"set spark.{side}.resource.gpu.amount (conf/spark-yarn-gpu.conf does)")]
+    if not script:
+        return checks + [Check("Spark GPU scheduling", False, f"no spark.{side}.resource.gpu.discoveryScript",
+                               f"ship conf/get_gpus.sh with --files and set spark.{side}.resource.gpu.discoveryScript=./get_gpus.sh")]
+    return checks + [Check("Spark GPU scheduling", True, f"{task_gpus:g} GPU per task, {amount:g} per {side}, discovered by {script}")]
+
+
+def run_checks(spark_conf_values: Mapping[str, str], env: Mapping[str, str], data: str | None, workers: int | None,
+               registered_cores: int | None, torch_gpus: int) -> list[Check]:
+    checks = [check_java(env)] + check_versions(installed_versions())  # pyspark's version is Spark's
+    if data is not None:
+        checks += check_data(data, env)
+    gpu_checks = check_gpu_scheduling(spark_conf_values, torch_gpus)
+    checks += gpu_checks
+    checks.append(check_dynamic_allocation(spark_conf_values))
+    if workers is not None:
+        use_gpu = float(spark_conf_values.get("spark.task.resource.gpu.amount", "0") or 0) > 0
+        checks.append(check_slots(spark_conf_values, workers, use_gpu, registered_cores))
+    return checks
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog="doctor", description="Check Java, Spark, the tested versions, the data URL, GPUs and task slots.")
+    parser.add_argument("--data", help="a data URL the jobs will read (e.g. hdfs:///data/imagenet-parquet)")
+    parser.add_argument("--workers", type=int, help="barrier workers the train job will ask for")
+    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from torchonspark.sparkjobs.session import get_spark
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1; got {args.workers}")
+    java = check_java(os.environ)
+    if not java.ok:  # no JVM, no Spark session: report it alone
+        print(java.line())
+        return 1
+    spark = get_spark("torchonspark doctor", args.master)
+    checks = run_checks(spark_conf(spark), os.environ, args.data, args.workers, registered_executor_cores(spark),
+                        torch.cuda.device_count())
+    print("\n".join(check.line() for check in checks))
+    failed = [check for check in checks if not check.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(get_args_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Checks a barrier job needs before it starts, so it fails in seconds with a sentence that says what
+to change, instead of waiting for slots that will never come (Spark retries an unschedulable
+barrier stage for about ten minutes before it gives up) or being refused deep inside Spark.
+
+The checks read Spark's configuration as a plain mapping (``dict(sc.getConf().getAll())``) and are
+pure functions of it, so they are tested without starting a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+
+# What YARN gives a job that does not ask (with dynamic allocation off).
+YARN_DEFAULTS = {"spark.executor.instances": "2", "spark.executor.cores": "1"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        status = "ok  " if self.ok else "FAIL"
+        return f"{status} {self.name}: {self.detail}" + (f" -- fix: {self.fix}" if not self.ok and self.fix else "")
+
+
+class PreflightError(RuntimeError):
+    """A configuration the job cannot run with; the message says what to change."""
+
+
+def _flag(conf: Mapping[str, str], key: str, default: str = "false") -> bool:
+    return conf.get(key, default).strip().lower() == "true"
+
+
+def _local_cores(master: str) -> int | None:
+    """Cores of a local master: local, local[N], local[*], local[N,F], local-cluster[W,C,M]."""
+    if master == "local":
+        return 1
+    match = re.fullmatch(r"local\[(\*|\d+)(?:,\s*\d+)?\]", master)
+    if match:
+        return len(os.sched_getaffinity(0)) if match.group(1) == "*" else int(match.group(1))
+    match = re.fullmatch(r"local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)
+    if match:
+        return int(match.group(1)) * int(match.group(2))
+    return None
+
+
+def task_slots(conf: Mapping[str, str], use_gpu: bool, registered_cores: int | None = None) -> tuple[int | None, str]:
+    """How many tasks can run at once, and how that was worked out. None when unknown (a cluster
+    master without spark.executor.instances, before executors register)."""
+    master = conf.get("spark.master", "local[*]")
+    task_cpus = int(conf.get("spark.task.cpus", "1"))
+    local = _local_cores(master)
+    if local is not None:
+        slots, how = local // task_cpus, f"{master}: {local} cores / spark.task.cpus {task_cpus}"
+        if use_gpu and master.startswith("local["):
+            gpus = int(float(conf.get("spark.driver.resource.gpu.amount", "0")))
+            slots, how = min(slots, gpus), how + f", spark.driver.resource.gpu.amount {gpus}"
+        return slots, how
+    instances = conf.get("spark.executor.instances", YARN_DEFAULTS["spark.executor.instances"] if master == "yarn" else None)
+    executor_cores = conf.get("spark.executor.cores", YARN_DEFAULTS["spark.executor.cores"] if master == "yarn" else None)
+    if instances is not None and executor_cores is not None:
+        per_executor = int(executor_cores) // task_cpus
+        how = f"spark.executor.instances {instances} x (spark.executor.cores {executor_cores} / spark.task.cpus {task_cpus})"
+        if use_gpu:
+            task_gpus = float(conf.get("spark.task.resource.gpu.amount", "0") or 0)
+            executor_gpus = float(conf.get("spark.executor.resource.gpu.amount", "0") or 0)
+            by_gpu = math.floor(executor_gpus / task_gpus) if task_gpus > 0 else 0
+            per_executor = min(per_executor, by_gpu)
+            how += f", GPUs {executor_gpus:g} per executor / {task_gpus:g} per task"
+        return int(instances) * per_executor, how
+    if registered_cores:
+        return registered_cores // task_cpus, f"{registered_cores} cores of the executors registered now / spark.task.cpus {task_cpus}"
+    return None, f"{master} with spark.executor.instances or spark.executor.cores unset"
+
+
+def check_slots(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None) -> Check:
+    slots, how = task_slots(conf, use_gpu, registered_cores)
+    if slots is None:
+        return Check("task slots", False, f"cannot tell whether {workers} barrier tasks fit ({how})",
+                     "set spark.executor.instances and spark.executor.cores (and spark.task.cpus)")
+    if slots < workers:
+        return Check("task slots", False, f"{workers} barrier workers need {workers} task slots at once, the cluster has {slots} ({how})",
+                     f"use --workers {slots}, or give the job more executors or cores (spark.executor.instances, spark.executor.cores)")
+    return Check("task slots", True, f"{slots} slots for {workers} barrier workers ({how})")
+
+
+def check_dynamic_allocation(conf: Mapping[str, str]) -> Check:
+    if _flag(conf, "spark.dynamicAllocation.enabled"):
+        return Check("dynamic allocation", False, "spark.dynamicAllocation.enabled is true; barrier stages need a fixed set of executors",
+                     "pass --conf spark.dynamicAllocation.enabled=false (conf/spark-yarn-*.conf do)")
+    return Check("dynamic allocation", True, "off")
+
+
+def spark_conf(spark: SparkSession) -> dict[str, str]:
+    return dict(spark.sparkContext.getConf().getAll())
+
+
+def registered_executor_cores(spark: SparkSession) -> int | None:
+    """Cores of the executors registered so far (not the driver's), when the master is a cluster."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()  # noqa: SLF001 (no public API for this)
+    executors = status.size() - 1  # the driver's block manager is in the list too
+    if executors <= 0:
+        return None
+    return executors * int(spark.conf.get("spark.executor.cores", "1"))
+
+
+def preflight(spark: SparkSession, workers: int, use_gpu: bool) -> None:
+    """Raise PreflightError with the first failing check's sentence."""
+    conf = spark_conf(spark)
+    for check in (check_dynamic_allocation(conf), check_slots(conf, workers, use_gpu, registered_executor_cores(spark))):
+        if not check.ok:
+            raise PreflightError(f"{check.detail}; {check.fix}")
