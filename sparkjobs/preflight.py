@@ -41,16 +41,18 @@ def _flag(conf: Mapping[str, str], key: str, default: str = "false") -> bool:
     return conf.get(key, default).strip().lower() == "true"
 
 
-def _local_cores(master: str) -> int | None:
-    """Cores of a local master: local, local[N], local[*], local[N,F], local-cluster[W,C,M]."""
+def _local_slots(master: str, task_cpus: int) -> tuple[int, str] | None:
+    """Task slots of a local master: local, local[N], local[*], local[N,F], local-cluster[W,C,M]."""
     if master == "local":
-        return 1
+        return 1 // task_cpus, "local: 1 core"
     match = re.fullmatch(r"local\[(\*|\d+)(?:,\s*\d+)?\]", master)
     if match:
-        return len(os.sched_getaffinity(0)) if match.group(1) == "*" else int(match.group(1))
+        cores = len(os.sched_getaffinity(0)) if match.group(1) == "*" else int(match.group(1))
+        return cores // task_cpus, f"{master}: {cores} cores / spark.task.cpus {task_cpus}"
     match = re.fullmatch(r"local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)
     if match:
-        return int(match.group(1)) * int(match.group(2))
+        workers, cores = int(match.group(1)), int(match.group(2))
+        return workers * (cores // task_cpus), f"{master}: {workers} workers x ({cores} cores / spark.task.cpus {task_cpus})"
     return None
 
 
@@ -59,9 +61,9 @@ def task_slots(conf: Mapping[str, str], use_gpu: bool, registered_cores: int | N
     master without spark.executor.instances, before executors register)."""
     master = conf.get("spark.master", "local[*]")
     task_cpus = int(conf.get("spark.task.cpus", "1"))
-    local = _local_cores(master)
+    local = _local_slots(master, task_cpus)
     if local is not None:
-        slots, how = local // task_cpus, f"{master}: {local} cores / spark.task.cpus {task_cpus}"
+        slots, how = local
         if use_gpu and master.startswith("local["):
             gpus = int(float(conf.get("spark.driver.resource.gpu.amount", "0")))
             slots, how = min(slots, gpus), how + f", spark.driver.resource.gpu.amount {gpus}"
@@ -114,9 +116,8 @@ def registered_executor_cores(spark: SparkSession) -> int | None:
     return executors * int(spark.conf.get("spark.executor.cores", "1"))
 
 
-def preflight(spark: SparkSession, workers: int, use_gpu: bool) -> None:
-    """Raise PreflightError with the first failing check's sentence."""
-    conf = spark_conf(spark)
-    for check in (check_dynamic_allocation(conf), check_slots(conf, workers, use_gpu, registered_executor_cores(spark))):
+def preflight(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None) -> None:
+    """Raise PreflightError with the first failing check's sentence (``conf``: ``spark_conf(spark)``)."""
+    for check in (check_dynamic_allocation(conf), check_slots(conf, workers, use_gpu, registered_cores)):
         if not check.ok:
             raise PreflightError(f"{check.detail}; {check.fix}")

@@ -23,7 +23,7 @@ from pyspark.ml.torch.distributor import TorchDistributor
 from pyspark.sql import SparkSession
 
 from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.preflight import PreflightError, preflight
+from torchonspark.sparkjobs.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
 from torchonspark.sparkjobs.session import get_spark
 from torchonspark.sparkjobs.train_args import get_args_parser as _train_parser
 from torchonspark.sparkjobs.train_args import job_from_args
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     gpu = use_gpus(spark, args.gpu, args.cpu)
     job = job_from_args(args, threads=task_cpus(spark), device="cuda" if gpu else "cpu")
     try:
-        preflight(spark, args.workers, gpu)
+        preflight(spark_conf(spark), args.workers, gpu, registered_executor_cores(spark))
     except PreflightError as problem:
         print(f"train: {problem}", file=sys.stderr)
         return 2

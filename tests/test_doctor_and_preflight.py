@@ -1,0 +1,134 @@
+"""doctor's checks, each passing and failing the way it claims; the train job's preflight refusals
+happen before any Spark task starts."""
+
+import os
+
+import pytest
+
+from torchonspark.sparkjobs import doctor, train_resnet
+from torchonspark.sparkjobs.doctor import (
+    check_data,
+    check_gpu_scheduling,
+    check_hdfs_environment,
+    check_java,
+    check_versions,
+    installed_versions,
+)
+from torchonspark.sparkjobs.preflight import PreflightError, check_dynamic_allocation, check_slots, preflight, task_slots
+
+YARN_GPU = {
+    "spark.master": "yarn",
+    "spark.executor.instances": "4",
+    "spark.executor.cores": "8",
+    "spark.task.cpus": "8",
+    "spark.executor.resource.gpu.amount": "1",
+    "spark.task.resource.gpu.amount": "1",
+    "spark.executor.resource.gpu.discoveryScript": "./get_gpus.sh",
+}
+
+
+def fake_java(tmp_path, version):
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2024-01-16\' >&2\n')
+    java.chmod(0o755)
+    return tmp_path / "jdk"
+
+
+def test_java_is_found_and_its_version_checked(tmp_path):
+    assert check_java(os.environ).ok
+    assert check_java({"JAVA_HOME": str(fake_java(tmp_path / "a", "17.0.9"))}).ok
+    assert check_java({"JAVA_HOME": str(fake_java(tmp_path / "b", "1.8.0_392"))}).detail.startswith("Java 8")
+    too_new = check_java({"JAVA_HOME": str(fake_java(tmp_path / "c", "21.0.1"))})
+    assert not too_new.ok and "Java 21" in too_new.detail and "Java 17" in too_new.fix
+    missing = check_java({}, which=lambda name: None)
+    assert not missing.ok and "no java found" in missing.line()
+
+
+def test_versions_are_compared_with_the_tested_set():
+    assert all(check.ok for check in check_versions(installed_versions()))
+    failed = check_versions({"pyarrow": "15.0.0"}, {"pyarrow": "14.0.", "petastorm": "0.12.1"})
+    assert [(c.name, c.ok) for c in failed] == [("pyarrow", False), ("petastorm", False)]
+    assert "tested with 14.0.*" in failed[0].detail and "constraints.txt" in failed[0].fix
+
+
+def test_hdfs_client_needs_java_hadoop_libhdfs_and_the_hadoop_classpath(tmp_path):
+    assert "JAVA_HOME and HADOOP_HOME unset" in check_hdfs_environment({}).detail
+    hadoop = tmp_path / "hadoop"
+    (hadoop / "lib" / "native").mkdir(parents=True)
+    env = {"JAVA_HOME": "/usr/lib/jvm/java-17", "HADOOP_HOME": str(hadoop)}
+    assert "libhdfs.so not found" in check_hdfs_environment(env).detail
+    (hadoop / "lib" / "native" / "libhdfs.so").write_bytes(b"")
+    assert "no Hadoop jars" in check_hdfs_environment(env).detail
+    ready = check_hdfs_environment({**env, "CLASSPATH": "/opt/hadoop/share/hadoop/common/*"})
+    assert ready.ok and "libhdfs at" in ready.detail
+
+
+def test_data_check_tells_missing_unconverted_unsupported_and_ready_apart(digits_parquet, tmp_path):
+    output, _ = digits_parquet
+    assert [c.ok for c in check_data(str(output), os.environ)] == [True]
+    assert "does not exist" in check_data(str(tmp_path / "nothing"), os.environ)[-1].detail
+    assert "not a converted data set" in check_data(str(tmp_path), os.environ)[-1].detail
+    assert "unsupported URL scheme" in check_data("ftp://host/data", os.environ)[-1].detail
+    hdfs = check_data("hdfs:///data/imagenet-parquet", {})
+    assert [c.name for c in hdfs] == ["hdfs client"] and not hdfs[0].ok
+
+
+def test_gpu_scheduling_is_off_complete_or_missing_a_setting():
+    assert all(c.ok for c in check_gpu_scheduling({"spark.master": "yarn"}, 0))
+    assert all(c.ok for c in check_gpu_scheduling(YARN_GPU, 0))
+    no_amount = {k: v for k, v in YARN_GPU.items() if k != "spark.executor.resource.gpu.amount"}
+    assert "spark.executor.resource.gpu.amount 0" in check_gpu_scheduling(no_amount, 0)[-1].detail
+    no_script = {k: v for k, v in YARN_GPU.items() if "discoveryScript" not in k}
+    assert "get_gpus.sh" in check_gpu_scheduling(no_script, 0)[-1].fix
+
+
+def test_task_slots_come_from_the_master_or_the_executor_settings():
+    assert task_slots({"spark.master": "local[2]"}, False)[0] == 2
+    assert task_slots({"spark.master": "local-cluster[2,3,1024]", "spark.task.cpus": "2"}, False)[0] == 2
+    assert task_slots(YARN_GPU, True)[0] == 4
+    assert task_slots({**YARN_GPU, "spark.task.cpus": "4"}, False)[0] == 8
+    assert task_slots({**YARN_GPU, "spark.task.cpus": "4"}, True)[0] == 4  # one GPU per executor
+    assert task_slots({"spark.master": "yarn"}, False)[0] == 2  # YARN's defaults: 2 executors of 1 core
+    assert task_slots({"spark.master": "k8s://host"}, False)[0] is None
+    assert task_slots({"spark.master": "k8s://host"}, False, registered_cores=12)[0] == 12
+    assert check_slots(YARN_GPU, 4, True).ok and not check_slots(YARN_GPU, 5, True).ok
+    assert not check_slots({"spark.master": "k8s://host"}, 2, False).ok
+
+
+def test_dynamic_allocation_must_be_off():
+    assert check_dynamic_allocation({}).ok
+    on = check_dynamic_allocation({"spark.dynamicAllocation.enabled": "true"})
+    assert not on.ok and "spark.dynamicAllocation.enabled=false" in on.fix
+
+
+@pytest.mark.e2e
+def test_doctor_passes_here_and_fails_for_too_many_workers(spark, digits_parquet, capsys):
+    output, _ = digits_parquet
+    assert doctor.main(["--data", str(output), "--workers", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.startswith("ok") for line in lines[:-1]) and lines[-1].endswith("checks passed")
+    assert doctor.main(["--data", str(output), "--workers", "3"]) == 1
+    assert "FAIL task slots: 3 barrier workers need 3 task slots at once, the cluster has 2" in capsys.readouterr().out
+
+
+@pytest.mark.e2e
+def test_train_refuses_more_workers_than_slots_before_any_task_starts(spark, digits_parquet, tmp_path, capsys):
+    output, _ = digits_parquet
+    tracker = spark.sparkContext.statusTracker()
+    jobs_before = tracker.getJobIdsForGroup(None)
+    recipe = os.path.join(os.path.dirname(__file__), "..", "conf", "digits.yaml")
+    status = train_resnet.main(["--conf", recipe, "--data", str(output), "--output", str(tmp_path / "run"), "--workers", "3"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 barrier workers need 3 task slots at once, the cluster has 2" in err
+    assert tracker.getJobIdsForGroup(None) == jobs_before
+    assert not (tmp_path / "run").exists()
+
+
+def test_preflight_refuses_dynamic_allocation_and_missing_slots():
+    with pytest.raises(PreflightError, match="spark.dynamicAllocation.enabled is true"):
+        preflight({**YARN_GPU, "spark.dynamicAllocation.enabled": "true"}, 4, True)
+    with pytest.raises(PreflightError, match="8 barrier workers need 8 task slots at once, the cluster has 4"):
+        preflight(YARN_GPU, 8, True)
+    preflight(YARN_GPU, 4, True)
