@@ -21,10 +21,10 @@ from torchonspark.netdefs.cli import OneLineErrorParser
 from torchonspark.sparkjobs.convert_imagenet import convert_imagenet, summary_lines as convert_summary
 from torchonspark.sparkjobs.evaluate import evaluate
 from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.session import get_spark
+from torchonspark.sparkjobs.session import get_spark, task_cpus
 from torchonspark.sparkjobs.train_args import get_args_parser as train_parser
 from torchonspark.sparkjobs.train_args import job_from_args
-from torchonspark.sparkjobs.train_resnet import TrainingFailed, launch, summary_lines, task_cpus
+from torchonspark.sparkjobs.train_resnet import TrainingFailed, launch, summary_lines
 
 DEMO_WORKERS = 2
 

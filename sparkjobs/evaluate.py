@@ -19,9 +19,9 @@ from pyspark.sql import SparkSession
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, count_shard, default_workers, on_shards, split_url, task_cpus
+from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, count_shard, default_workers, on_shards, split_url
 from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.session import get_spark
+from torchonspark.sparkjobs.session import get_spark, task_cpus
 
 
 def _count_task(model_url: str, split: str, batch_size: int, threads: int, rank: int, world_size: int):

@@ -20,9 +20,9 @@ from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, Str
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, default_workers, on_shards, shard_batches, split_url, task_cpus
+from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, default_workers, on_shards, shard_batches, split_url
 from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.session import get_spark
+from torchonspark.sparkjobs.session import get_spark, task_cpus
 
 SCHEMA = StructType(
     [

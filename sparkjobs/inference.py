@@ -83,7 +83,3 @@ def add_arguments(parser: argparse.ArgumentParser, output_help: str) -> argparse
 def check_arguments(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1 or args.batch_size < 1:
         raise ValueError("--workers and --batch-size must be at least 1")
-
-
-def task_cpus(spark: SparkSession) -> int:
-    return int(spark.conf.get("spark.task.cpus", "1"))

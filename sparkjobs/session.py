@@ -35,3 +35,8 @@ def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def task_cpus(spark: SparkSession) -> int:
+    """CPUs Spark gives each task (spark.task.cpus): a task's torch and decoding threads."""
+    return int(spark.conf.get("spark.task.cpus", "1"))

@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from torchonspark.sparkjobs.jobcli import job_main
 from torchonspark.sparkjobs.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
-from torchonspark.sparkjobs.session import get_spark
+from torchonspark.sparkjobs.session import get_spark, task_cpus
 from torchonspark.sparkjobs.train_args import get_args_parser as _train_parser
 from torchonspark.sparkjobs.train_args import job_from_args
 from torchonspark.sparkjobs.train_worker import TrainJob, train_worker
@@ -42,10 +42,6 @@ def use_gpus(spark: SparkSession, force_gpu: bool, force_cpu: bool) -> bool:
     if force_gpu or force_cpu:
         return force_gpu
     return float(spark.conf.get(GPU_TASK_AMOUNT, "0")) > 0
-
-
-def task_cpus(spark: SparkSession) -> int:
-    return int(spark.conf.get("spark.task.cpus", "1"))
 
 
 def worker_output_tail(error: BaseException, lines: int = WORKER_TAIL_LINES) -> str:
