@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 from pyarrow.fs import FileType
 
-SUPPORTED_SCHEMES = ("file", "hdfs", "viewfs", "s3", "s3a", "gs")
+# Object stores (s3://, gs://) are left out on purpose: the jobs publish folders by renaming them
+# and append metrics lines, which those stores cannot do.
+SUPPORTED_SCHEMES = ("file", "hdfs", "viewfs")
 HDFS_HINT = (
     "for hdfs:// this process needs libhdfs: set JAVA_HOME, HADOOP_HOME, ARROW_LIBHDFS_DIR (the folder of "
     "libhdfs.so) and CLASSPATH=$(hadoop classpath --glob)"
@@ -60,8 +62,13 @@ class Location:
     def write_bytes_atomically(self, data: bytes) -> None:
         """Write under a temporary name beside the target, then rename: readers never see half a file."""
         temp = self.parent().join(f".{self.name}.{uuid.uuid4().hex}.tmp")
-        temp.write_bytes(data)
-        self.fs.move(temp.path, self.path)
+        try:
+            temp.write_bytes(data)
+            self.fs.move(temp.path, self.path)
+        except BaseException:
+            if temp.exists():
+                temp.fs.delete_file(temp.path)
+            raise
 
     def write_text_atomically(self, text: str) -> None:
         self.write_bytes_atomically(text.encode("utf-8"))
@@ -87,10 +94,8 @@ def resolve(url_or_path: str) -> Location:
             f"unsupported URL scheme {scheme!r} in {url_or_path}; use a local path or one of "
             + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
         )
-    # pyarrow knows S3 as s3://; Hadoop users write s3a://.
-    arrow_url = "s3://" + url_or_path[len("s3a://") :] if scheme == "s3a" else url_or_path
     try:
-        fs, path = pafs.FileSystem.from_uri(arrow_url)
+        fs, path = pafs.FileSystem.from_uri(url_or_path)
     except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
         hint = f"; {HDFS_HINT}" if scheme in ("hdfs", "viewfs") else ""
         raise ValueError(f"cannot open {url_or_path}: {error}{hint}") from None
@@ -120,12 +125,18 @@ def list_dirs(location: Location) -> list[pafs.FileInfo]:
 
 def publish(temporary: Location, target: Location) -> None:
     """Rename a finished temporary folder to ``target``, replacing an old ``target`` only once the
-    new one is complete, so that at every moment one whole version exists."""
+    new one is complete: the old version is set aside for the instant of the rename and put back if
+    the rename fails, so a whole version always exists under one of the two names."""
     old = None
     if target.exists():
         old = target.parent().join(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         target.fs.move(target.path, old.path)
-    target.fs.move(temporary.path, target.path)
+    try:
+        target.fs.move(temporary.path, target.path)
+    except BaseException:
+        if old is not None:  # put the old version back rather than leave none
+            target.fs.move(old.path, target.path)
+        raise
     if old is not None:
         old.fs.delete_dir(old.path)
 

@@ -16,7 +16,8 @@ from petastorm.unischema import Unischema, UnischemaField
 from pyspark.sql import Row
 from pyspark.sql.types import IntegerType, StringType
 
-JPEG_QUALITY = 90
+from .images import DEFAULT_JPEG_QUALITY
+
 
 # petastorm 0.12 calls pyarrow APIs that pyarrow 14 deprecates (the reason pyarrow is pinned below
 # 15); those warnings say nothing a user can act on.
@@ -25,7 +26,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|
 ImageSchema = Unischema(
     "ImageSchema",
     [
-        UnischemaField("image", np.uint8, (None, None, 3), CompressedImageCodec("jpeg", quality=JPEG_QUALITY), False),
+        UnischemaField("image", np.uint8, (None, None, 3), CompressedImageCodec("jpeg", quality=DEFAULT_JPEG_QUALITY), False),
         UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False),
         UnischemaField("wnid", np.str_, (), ScalarCodec(StringType()), False),
         UnischemaField("path", np.str_, (), ScalarCodec(StringType()), False),

@@ -188,7 +188,7 @@ def to_prototxt(net: ResNet, phase: Phase, name: str) -> str:
     writer.layer("loss", "SoftmaxWithLoss", [logits, "label"], ["loss"])
     if phase == "test":
         writer.layer("accuracy", "Accuracy", [logits, "label"], ["accuracy"])
-    header = f'name: "{name}"\n# Replace the MemoryData layer with your data layer.\n'
+    header = f"name: {_format_value(name)}\n# Replace the MemoryData layer with your data layer.\n"
     return header + "\n".join(format_message([("layer", layer)]) for layer in writer.layers) + "\n"
 
 

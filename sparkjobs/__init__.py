@@ -1,5 +1,8 @@
-"""Spark drivers (imported as ``torchonspark.sparkjobs``).
+"""Spark drivers and what they launch (imported as ``torchonspark.sparkjobs``).
 
-What will live here: the convert, train, evaluate and features jobs, the worker loop that each
-barrier task runs (which also runs under plain ``torchrun``), and the ``torchonspark`` CLI.
+Jobs, each a ``torchonspark`` subcommand and a file spark-submit runs: ``make_digits``,
+``convert_imagenet``, ``train_resnet``, ``evaluate``, ``features``, ``demo``, ``doctor``,
+``pack_env``. ``train_worker`` is what each barrier task runs; it and the modules it uses
+(``recipe``, ``runfolder``, ``export``, ``train_args``) import no Spark, so it also runs under
+plain torchrun.
 """

@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import partial
 
-import pyarrow.parquet as pq
 from petastorm.etl.dataset_metadata import materialize_dataset
 from pyspark import AccumulatorParam
 from pyspark.sql import SparkSession
@@ -29,6 +28,7 @@ from pyspark.sql import SparkSession
 from torchonspark.datasets import fs
 from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert_image
 from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
+from torchonspark.datasets.loader import list_row_groups
 from torchonspark.datasets.schema import ImageSchema, image_row
 from torchonspark.netdefs.cli import OneLineErrorParser
 from torchonspark.sparkjobs.jobcli import job_main
@@ -76,16 +76,10 @@ def default_num_files(total_bytes: int, row_group_mb: int) -> int:
 
 
 def _dataset_stats(location: fs.Location) -> tuple[int, int, int]:
-    """(rows, row groups, bytes) of the Parquet files of a written dataset."""
-    rows = row_groups = size = 0
-    for info in fs.list_files(location):
-        if info.base_name.endswith(".parquet"):
-            with location.fs.open_input_file(info.path) as stream:
-                metadata = pq.ParquetFile(stream).metadata
-            rows += metadata.num_rows
-            row_groups += metadata.num_row_groups
-        size += info.size or 0
-    return rows, row_groups, size
+    """(rows, row groups, bytes) of a written dataset."""
+    groups = list_row_groups(location)
+    size = sum(info.size or 0 for info in fs.list_files(location))
+    return sum(group.rows for group in groups), len(groups), size
 
 
 def convert_split(

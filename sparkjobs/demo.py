@@ -21,6 +21,7 @@ from torchonspark.netdefs.cli import OneLineErrorParser
 from torchonspark.sparkjobs.convert_imagenet import convert_imagenet, summary_lines as convert_summary
 from torchonspark.sparkjobs.evaluate import evaluate
 from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.recipe import load_recipe
 from torchonspark.sparkjobs.session import get_spark, task_cpus
 from torchonspark.sparkjobs.train_args import get_args_parser as train_parser
 from torchonspark.sparkjobs.train_args import job_from_args
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     root = fs.resolve(args.output)
     if root.exists() and not args.overwrite:
         raise ValueError(f"DIR {args.output} already exists; pass --overwrite to replace it")
+    load_recipe(args.conf or default_recipe())  # a bad recipe is refused before DIR is touched
     if root.exists():
         root.fs.delete_dir(root.path)
     root.fs.create_dir(root.path)

@@ -23,6 +23,7 @@ from pathlib import Path
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
 from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.train_args import check_data as check_converted_data
 from torchonspark.sparkjobs.preflight import Check, check_dynamic_allocation, check_slots, registered_executor_cores, spark_conf
 
 # The versions tested together (constraints.txt; DESIGN.md says why each is pinned).
@@ -102,11 +103,11 @@ def check_data(url: str, env: Mapping[str, str]) -> list[Check]:
         return checks + [Check("data", False, str(error), "check the URL and the client set-up above")]
     if not exists:
         return checks + [Check("data", False, f"{url} does not exist", "check the URL, or convert the data first (torchonspark convert)")]
-    missing = [name for name in ("train", "val", "labels.json") if not location.join(name).exists()]
-    if missing:
-        return checks + [Check("data", False, f"{url} is readable but is not a converted data set (no {', '.join(missing)})",
-                               "point --data at the OUTPUT of torchonspark convert")]
-    return checks + [Check("data", True, f"{url}: train/, val/, labels.json")]
+    try:
+        labels = check_converted_data(url)
+    except ValueError as error:
+        return checks + [Check("data", False, str(error), "point --data at the OUTPUT of torchonspark convert")]
+    return checks + [Check("data", True, f"{url}: train/, val/, labels.json of {len(labels)} classes")]
 
 
 def check_gpu_scheduling(conf: Mapping[str, str], torch_gpus: int) -> list[Check]:
@@ -128,8 +129,8 @@ def check_gpu_scheduling(conf: Mapping[str, str], torch_gpus: int) -> list[Check
 
 
 def run_checks(spark_conf_values: Mapping[str, str], env: Mapping[str, str], data: str | None, workers: int | None,
-               registered_cores: int | None, torch_gpus: int) -> list[Check]:
-    checks = [check_java(env)] + check_versions(installed_versions())  # pyspark's version is Spark's
+               registered_cores: int | None, torch_gpus: int, java: Check) -> list[Check]:
+    checks = [java] + check_versions(installed_versions())  # pyspark's version is Spark's
     if data is not None:
         checks += check_data(data, env)
     gpu_checks = check_gpu_scheduling(spark_conf_values, torch_gpus)
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     spark = get_spark("torchonspark doctor", args.master)
     checks = run_checks(spark_conf(spark), os.environ, args.data, args.workers, registered_executor_cores(spark),
-                        torch.cuda.device_count())
+                        torch.cuda.device_count(), java)
     print("\n".join(check.line() for check in checks))
     failed = [check for check in checks if not check.ok]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, count_shard, default_workers, on_shards, split_url
+from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, count_shard, shard_count, on_shards, split_url
 from torchonspark.sparkjobs.jobcli import job_main
 from torchonspark.sparkjobs.session import get_spark, task_cpus
 
@@ -32,7 +32,7 @@ def evaluate(spark: SparkSession, model_url: str, data_url: str, split: str = "v
              batch_size: int = 64) -> dict[str, Any]:
     check_model(model_url)
     split_location = split_url(data_url, split)
-    workers = workers or default_workers(spark, split_location)
+    workers = shard_count(spark, split_location, workers)
     task = partial(_count_task, model_url, split_location, batch_size, task_cpus(spark))
     shards = on_shards(spark, workers, f"evaluate {model_url} on {split}", task).collect()
     totals = {key: sum(shard[key] for shard in shards) for key in ("images", "top1", "top5")}

@@ -26,7 +26,7 @@ from torchonspark.datasets.transforms import EVAL_RESIZE_RATIO, IMAGENET_MEAN, I
 from torchonspark.netdefs import NetDef, ResNet
 from torchonspark.netdefs.netdef import netdef_from_dict
 
-FILES = ("weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2")
+REQUIRED_MODEL_FILES = ("weights.pt", "netdef.yaml", "labels.json")  # what rebuilding the module needs
 MAX_EXPORT_BATCH = 4096
 
 
@@ -58,9 +58,14 @@ def export_model(net: ResNet, netdef: NetDef, labels: list[dict[str, Any]], targ
     }
     target = fs.resolve(target_url)
     temporary = fs.temporary_beside(target)
-    for name, data in contents.items():
-        temporary.join(name).write_bytes(data)
-    fs.publish(temporary, target)
+    try:
+        for name, data in contents.items():
+            temporary.join(name).write_bytes(data)
+        fs.publish(temporary, target)
+    except BaseException:
+        if temporary.exists():
+            temporary.fs.delete_dir(temporary.path)
+        raise
     return target
 
 
@@ -79,7 +84,7 @@ def _saved_program(program: torch.export.ExportedProgram) -> bytes:
 def load_model_folder(model_url: str) -> tuple[ResNet, NetDef, list[dict[str, Any]]]:
     """Rebuild the trained module from an exported model folder (eval mode, on the CPU)."""
     folder = fs.resolve(model_url)
-    missing = [name for name in ("weights.pt", "netdef.yaml", "labels.json") if not folder.join(name).exists()]
+    missing = [name for name in REQUIRED_MODEL_FILES if not folder.join(name).exists()]
     if missing:
         raise ValueError(f"{model_url} is not an exported model folder (missing {', '.join(missing)})")
     netdef = netdef_from_dict(yaml.safe_load(folder.join("netdef.yaml").read_bytes()), f"{model_url}/netdef.yaml")

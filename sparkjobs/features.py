@@ -20,7 +20,7 @@ from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, Str
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, default_workers, on_shards, shard_batches, split_url
+from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, shard_count, on_shards, shard_batches, split_url
 from torchonspark.sparkjobs.jobcli import job_main
 from torchonspark.sparkjobs.session import get_spark, task_cpus
 
@@ -54,7 +54,7 @@ def extract_features(spark: SparkSession, model_url: str, data_url: str, output_
     target = fs.resolve(output_url)
     if target.exists() and not overwrite:
         raise ValueError(f"--output {output_url} already exists; pass --overwrite to replace it")
-    workers = workers or default_workers(spark, split_location)
+    workers = shard_count(spark, split_location, workers)
     task = partial(_rows_task, model_url, split_location, batch_size, task_cpus(spark))
     temporary = fs.temporary_beside(target)
     try:

@@ -14,10 +14,10 @@ from pyspark.sql import SparkSession
 from torchonspark.datasets import fs
 from torchonspark.datasets.loader import ShardedLoader, list_row_groups
 from torchonspark.datasets.transforms import EvalTransform
-from torchonspark.sparkjobs.export import load_model_folder
+from torchonspark.sparkjobs.export import REQUIRED_MODEL_FILES, load_model_folder
+from torchonspark.sparkjobs.train_worker import count_hits
 
 T = TypeVar("T")
-TOP_K = 5
 
 
 def split_url(data_url: str, split: str) -> str:
@@ -29,13 +29,19 @@ def split_url(data_url: str, split: str) -> str:
 
 def check_model(model_url: str) -> None:
     folder = fs.resolve(model_url)
-    if not folder.join("weights.pt").exists() or not folder.join("netdef.yaml").exists():
-        raise ValueError(f"--model {model_url} is not an exported model folder (RUN/model of `torchonspark train`)")
+    missing = [name for name in REQUIRED_MODEL_FILES if not folder.join(name).exists()]
+    if missing:
+        raise ValueError(f"--model {model_url} is not an exported model folder (RUN/model of `torchonspark train`): "
+                         f"no {', '.join(missing)}")
 
 
-def default_workers(spark: SparkSession, split: str) -> int:
-    """One task per core, but never more than the split has row groups."""
-    return max(1, min(spark.sparkContext.defaultParallelism, len(list_row_groups(fs.resolve(split)))))
+def shard_count(spark: SparkSession, split: str, workers: int | None) -> int:
+    """One task per core by default; never more tasks than the split has row groups (each shard is
+    a set of row groups)."""
+    row_groups = len(list_row_groups(fs.resolve(split)))
+    if workers is not None and workers > row_groups:
+        raise ValueError(f"--workers {workers} is more than the {row_groups} row groups of {split}; use at most {row_groups}")
+    return workers or max(1, min(spark.sparkContext.defaultParallelism, row_groups))
 
 
 def shard_batches(model_url: str, split: str, rank: int, world_size: int, batch_size: int, threads: int) -> tuple[torch.nn.Module, Iterator]:
@@ -52,11 +58,10 @@ def count_shard(model_url: str, split: str, rank: int, world_size: int, batch_si
     counts = {"images": 0, "top1": 0, "top5": 0}
     with torch.no_grad():
         for images, labels, _ in batches:
-            logits = net(images)
-            hits = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices.eq(labels.unsqueeze(1))
+            top1, top5 = count_hits(net(images), labels)
             counts["images"] += len(labels)
-            counts["top1"] += int(hits[:, 0].sum())
-            counts["top5"] += int(hits.any(dim=1).sum())
+            counts["top1"] += int(top1)
+            counts["top5"] += int(top5)
     return counts
 
 

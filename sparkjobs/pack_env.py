@@ -150,6 +150,8 @@ def pack_env(output: str, overwrite: bool = False) -> dict[str, float]:
         raise ValueError(f"{output} already exists; pass --overwrite to replace it")
     if sys.prefix == sys.base_prefix:
         raise ValueError("run pack-env from the project's virtual environment (.venv/bin/torchonspark), not a system Python")
+    if not (PROJECT / "setup.cfg").exists():
+        raise ValueError(f"pack-env builds this project from its source checkout, and {PROJECT} is not one; run it from the checkout's .venv")
     for tool in ("tar", "gzip"):
         if shutil.which(tool) is None:
             raise ValueError(f"pack-env needs `{tool}` on PATH")

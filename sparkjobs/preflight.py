@@ -88,8 +88,10 @@ def task_slots(conf: Mapping[str, str], use_gpu: bool, registered_cores: int | N
 def check_slots(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None) -> Check:
     slots, how = task_slots(conf, use_gpu, registered_cores)
     if slots is None:
-        return Check("task slots", False, f"cannot tell whether {workers} barrier tasks fit ({how})",
-                     "set spark.executor.instances and spark.executor.cores (and spark.task.cpus)")
+        # Not a refusal: the executors may still be coming. Said plainly, since a barrier stage that
+        # does not fit waits (Spark retries it for about ten minutes) before it fails.
+        return Check("task slots", True, f"cannot count them yet ({how}); if fewer than {workers} turn up, the barrier "
+                     "stage waits; set spark.executor.instances and spark.executor.cores to have this checked")
     if slots < workers:
         return Check("task slots", False, f"{workers} barrier workers need {workers} task slots at once, the cluster has {slots} ({how})",
                      f"use --workers {slots}, or give the job more executors or cores (spark.executor.instances, spark.executor.cores)")
@@ -108,12 +110,11 @@ def spark_conf(spark: SparkSession) -> dict[str, str]:
 
 
 def registered_executor_cores(spark: SparkSession) -> int | None:
-    """Cores of the executors registered so far (not the driver's), when the master is a cluster."""
-    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()  # noqa: SLF001 (no public API for this)
-    executors = status.size() - 1  # the driver's block manager is in the list too
-    if executors <= 0:
+    """Cores of the executors registered so far, when the master is a cluster (None before any has)."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()  # noqa: SLF001 (no public API counts executors)
+    if status.size() <= 1:  # only the driver's block manager
         return None
-    return executors * int(spark.conf.get("spark.executor.cores", "1"))
+    return spark.sparkContext.defaultParallelism  # on a cluster master: the registered executors' cores
 
 
 def preflight(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None) -> None:

@@ -62,9 +62,11 @@ def check_data(data_url: str) -> list[dict]:
     return json.loads(data.join("labels.json").read_bytes())
 
 
-def check_output(run: RunFolder, resume: bool, overwrite: bool) -> None:
+def check_output(run: RunFolder, resume: bool, overwrite: bool, weights: str | None) -> None:
     if resume and overwrite:
         raise ValueError("give --resume or --overwrite, not both")
+    if resume and weights:
+        raise ValueError("--weights starts a new run; a resumed run continues from its own checkpoint (drop one of them)")
     if resume:
         if run.latest_checkpoint() is None:
             raise ValueError(f"--resume: {run.checkpoints.url} holds no checkpoint to resume from")
@@ -72,12 +74,12 @@ def check_output(run: RunFolder, resume: bool, overwrite: bool) -> None:
         raise ValueError(f"--output {run.root.url} already exists; pass --resume to continue it or --overwrite to replace it")
 
 
-def job_from_args(args: argparse.Namespace, threads: int, device: str) -> TrainJob:
+def job_from_args(args: argparse.Namespace, threads: int, device: str, check_output_folder: bool = True) -> TrainJob:
     """Validate everything that can be checked before a worker starts; raise ValueError naming the problem."""
     recipe = load_recipe(args.conf).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
     labels = check_data(args.data)
-    run = RunFolder(args.output)
-    check_output(run, args.resume, args.overwrite)
+    if check_output_folder:
+        check_output(RunFolder(args.output), args.resume, args.overwrite, args.weights)
     if args.weights and not fs.resolve(args.weights).exists():
         raise ValueError(f"--weights {args.weights}: no such file or folder")
     if threads < 1:

@@ -14,6 +14,7 @@ metrics, checkpoints, plots, summary and exported model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Sequence
@@ -65,10 +66,12 @@ def launch(job: TrainJob, workers: int, use_gpu: bool) -> dict[str, Any]:
 
 
 def summary_lines(summary: dict[str, Any], output: str) -> list[str]:
+    speed = summary["train_images_per_sec"]
     return [
         f"val top-1 {summary['val_top1']:.4f}, top-5 {summary['val_top5']:.4f} after {summary['iterations']} iterations "
         f"({summary['epochs']:.1f} epochs) on {summary['world_size']} {summary['device']} workers, "
-        f"{summary['train_images_per_sec']:.0f} images/s, {summary['wall_seconds']:.0f} s",
+        + (f"{speed:.0f} images/s, " if speed is not None else "")
+        + f"{summary['wall_seconds']:.0f} s",
         f"run folder: {output} (metrics.jsonl, summary.json, plots/loss.png, plots/accuracy.png, model/)",
     ]
 
@@ -80,9 +83,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1; got {args.workers}")
+    job = job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
     spark = get_spark("torchonspark train", args.master)
     gpu = use_gpus(spark, args.gpu, args.cpu)
-    job = job_from_args(args, threads=task_cpus(spark), device="cuda" if gpu else "cpu")
+    job = dataclasses.replace(job, threads=task_cpus(spark), device="cuda" if gpu else "cpu")
     try:
         preflight(spark_conf(spark), args.workers, gpu, registered_executor_cores(spark))
     except PreflightError as problem:

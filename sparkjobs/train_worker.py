@@ -13,7 +13,6 @@ plots and the exported model into the run folder. This module must not import py
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -64,7 +63,10 @@ def cuda_index(local_rank: int, visible_gpus: int) -> int:
     GPU. Under torchrun on one multi-GPU machine, local rank r takes GPU r."""
     if visible_gpus < 1:
         raise ValueError("no GPU is visible to this process")
-    return local_rank % visible_gpus
+    if local_rank >= visible_gpus:
+        raise ValueError(f"local rank {local_rank} has no GPU of its own: {visible_gpus} visible; start at most "
+                         f"{visible_gpus} processes per machine (torchrun --nproc_per_node)")
+    return local_rank
 
 
 def select_device(kind: str, local_rank: int) -> torch.device:
@@ -117,6 +119,26 @@ def _load_initial_weights(net: nn.Module, location: str) -> list[str]:
     return sorted(set(own) - set(matching))
 
 
+def count_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How many of the images have their label first (top-1) and among the first five (top-5)."""
+    hits = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices.eq(labels.unsqueeze(1))
+    return hits[:, 0].sum(), hits.any(dim=1).sum()
+
+
+def _check_resumable(state: dict[str, Any], netdef: NetDef, world_size: int, batch_size: int, max_iter: int, source: str) -> None:
+    """A resumed run must be the run that was checkpointed: the same network, and the same workers
+    and batch (they decide the shards and the order of the data); and it must have steps left."""
+    if state["netdef"] != netdef.to_dict():
+        raise ValueError(f"--resume: {source} was trained as {state['netdef']}, not {netdef.to_dict()}")
+    saved = (state.get("world_size"), state.get("batch_size"))
+    if saved != (world_size, batch_size):
+        raise ValueError(f"--resume: {source} ran on {saved[0]} workers x {saved[1]} images; resume it with the same "
+                         f"(now {world_size} x {batch_size})")
+    if state["iteration"] >= max_iter:
+        raise ValueError(f"--resume: {source} already reached iteration {state['iteration']} of {max_iter}; "
+                         "raise --max-iter or --epochs to train further")
+
+
 def _evaluate(net: nn.Module, loader: ShardedLoader, device: torch.device) -> tuple[float, float]:
     """Top-1 and top-5 over the whole split: each rank counts its shard, the counts are summed."""
     # DDP gives every rank rank 0's BatchNorm statistics at the start of each forward, and each rank
@@ -130,10 +152,8 @@ def _evaluate(net: nn.Module, loader: ShardedLoader, device: torch.device) -> tu
     with torch.no_grad(), _autocast(device):
         for images, labels in loader:
             images, labels = _to_device(images, labels, device)
-            logits = net(images)
-            top = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
-            hits = top.eq(labels.unsqueeze(1))
-            counts += torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(labels), device=device)]).double()
+            top1, top5 = count_hits(net(images), labels)
+            counts += torch.stack([top1, top5, torch.tensor(len(labels), device=device)]).double()
     dist.all_reduce(counts)
     net.train(was_training)
     top1, top5, images = counts.tolist()
@@ -201,8 +221,9 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
     per_epoch = len(train_loader)
     max_iter = recipe.max_iter if recipe.max_iter is not None else recipe.epochs * per_epoch
 
-    torch.manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     net = netdef.build()
+    torch.manual_seed(recipe.seed + rank)  # but each rank its own dropout masks
     if job.weights and not job.resume:
         skipped = _load_initial_weights(net, job.weights)
         if rank == 0 and skipped:
@@ -217,10 +238,13 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
         if latest is None:
             raise ValueError(f"--resume: {run.checkpoints.url} holds no checkpoint")
         state = load_checkpoint(latest)
+        _check_resumable(state, netdef, world_size, recipe.batch_size, max_iter, latest.url)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         iteration = state["iteration"]
-        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        torch.set_rng_state(state["rng"][rank])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state(state["cuda_rng"][rank], device)
     model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if rank == 0:
         if job.overwrite and run.root.exists():
@@ -234,10 +258,14 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
     def checkpoint() -> None:
         rng_states = [None] * world_size
         dist.all_gather_object(rng_states, torch.get_rng_state())
+        cuda_states = [None] * world_size
+        if device.type == "cuda":
+            dist.all_gather_object(cuda_states, torch.cuda.get_rng_state(device))
         if rank == 0:
             state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                     "epoch": (iteration - 1) // per_epoch, "rng": rng_states, "recipe": recipe.to_dict(),
-                     "netdef": netdef.to_dict()}
+                     "epoch": (iteration - 1) // per_epoch, "rng": rng_states,
+                     "cuda_rng": cuda_states if device.type == "cuda" else None, "world_size": world_size,
+                     "batch_size": recipe.batch_size, "recipe": recipe.to_dict(), "netdef": netdef.to_dict()}
             run.save_checkpoint(state, iteration, recipe.keep_snapshots)
 
     def validate() -> tuple[float, float]:
@@ -248,8 +276,13 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
 
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss total, iterations
     first_iteration = iteration
-    train_seconds, interval_started, last_top1, last_top5 = 0.0, time.monotonic(), None, None
+    train_seconds, last_top1, last_top5 = 0.0, None, None
+    interval_seconds, interval_started = 0.0, time.monotonic()  # training time of this display interval
     validated_at = None
+
+    def pause_clock() -> None:  # validation and checkpoints are not training time
+        nonlocal interval_seconds
+        interval_seconds += time.monotonic() - interval_started
     while iteration < max_iter:
         epoch, offset = divmod(iteration, per_epoch)
         train_loader.set_epoch(epoch, offset)
@@ -262,7 +295,7 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
             loss_sum += torch.stack([loss.double(), torch.ones((), dtype=torch.float64, device=device)])
             if iteration % recipe.display == 0 or iteration == max_iter:
                 dist.all_reduce(loss_sum)
-                seconds = time.monotonic() - interval_started
+                seconds = interval_seconds + time.monotonic() - interval_started
                 train_seconds += seconds
                 done = loss_sum[1].item() / world_size
                 speed = done * world_size * recipe.batch_size / seconds
@@ -275,12 +308,14 @@ def _train(job: TrainJob, device: torch.device, rank: int, world_size: int) -> d
                     print(f"iter {iteration}/{max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
                           f"{speed:.0f} img/s  ETA {_eta(eta)}{top}", flush=True)
                 loss_sum.zero_()
-                interval_started = time.monotonic()
+                interval_seconds, interval_started = 0.0, time.monotonic()
             if recipe.test_interval and iteration % recipe.test_interval == 0:
+                pause_clock()
                 last_top1, last_top5 = validate()
                 validated_at = iteration
                 interval_started = time.monotonic()
             if recipe.snapshot and iteration % recipe.snapshot == 0 and iteration < max_iter:
+                pause_clock()
                 checkpoint()
                 interval_started = time.monotonic()
             if iteration == max_iter:
@@ -318,7 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser(prog="torchonspark.sparkjobs.train_worker", spark=False)
     args = parser.parse_args(argv)
     try:
-        job = job_from_args(args, threads=args.threads or torch.get_num_threads(), device=args.device)
+        # Only rank 0 may judge the output folder: it creates it, and another rank checking later would
+        # find it there and refuse.
+        job = job_from_args(args, threads=args.threads or torch.get_num_threads(), device=args.device,
+                            check_output_folder=os.environ.get("RANK", "0") == "0")
     except ValueError as error:
         parser.error(str(error))
     train_worker(job)

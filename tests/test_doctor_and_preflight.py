@@ -93,7 +93,8 @@ def test_task_slots_come_from_the_master_or_the_executor_settings():
     assert task_slots({"spark.master": "k8s://host"}, False)[0] is None
     assert task_slots({"spark.master": "k8s://host"}, False, registered_cores=12)[0] == 12
     assert check_slots(YARN_GPU, 4, True).ok and not check_slots(YARN_GPU, 5, True).ok
-    assert not check_slots({"spark.master": "k8s://host"}, 2, False).ok
+    unknown = check_slots({"spark.master": "k8s://host"}, 2, False)
+    assert unknown.ok and "cannot count them yet" in unknown.detail and "spark.executor.instances" in unknown.detail
 
 
 def test_dynamic_allocation_must_be_off():

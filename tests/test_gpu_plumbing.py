@@ -19,6 +19,8 @@ def test_the_worker_picks_its_local_rank_among_the_visible_gpus():
     assert [cuda_index(rank, 4) for rank in range(4)] == [0, 1, 2, 3]  # torchrun on a 4-GPU machine
     with pytest.raises(ValueError, match="no GPU"):
         cuda_index(0, 0)
+    with pytest.raises(ValueError, match="local rank 1 has no GPU of its own"):
+        cuda_index(1, 1)  # two processes sharing one GPU would make NCCL abort
     assert select_device("cpu", 3).type == "cpu"
     with pytest.raises(ValueError, match="device must be"):
         select_device("tpu", 0)

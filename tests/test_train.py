@@ -93,6 +93,8 @@ def test_evaluate_counts_every_image_exactly_once(spark, trained):
     assert result["images"] == alone["images"] == 360
     assert (result["correct_top1"], result["correct_top5"]) == (alone["top1"], alone["top5"])
     assert result["top1"] == pytest.approx(json.loads((run / "summary.json").read_text())["val_top1"])
+    with pytest.raises(ValueError, match="more than the 16 row groups"):
+        evaluate(spark, str(run / "model"), str(data), workers=17)
 
 
 def test_features_are_written_per_image_with_logits(spark, trained, tmp_path):
@@ -126,6 +128,14 @@ def test_resuming_halfway_gives_the_same_weights_as_running_straight(digits_parq
     iterations = [(r["iteration"], "loss" in r) for r in metrics(tmp_path / "halves")]
     assert iterations == [(r["iteration"], "loss" in r) for r in metrics(tmp_path / "straight")]
     assert len(iterations) == len(set(iterations))
+    finished = run_worker(*common, "--output", str(tmp_path / "halves"), "--resume")
+    assert finished.returncode != 0 and "already reached iteration 20 of 20" in finished.stderr
+
+
+def test_a_run_resumes_only_with_the_workers_and_batch_it_had(trained, recipe):
+    data, run = trained
+    other = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(run), "--threads", "1", "--resume")
+    assert other.returncode != 0 and "ran on 2 workers x 16 images; resume it with the same (now 1 x 16)" in other.stderr
 
 
 def test_a_worker_that_fails_surfaces_on_the_driver_with_its_error(digits_parquet, recipe, tmp_path, capsys):
@@ -145,6 +155,7 @@ def test_a_worker_that_fails_surfaces_on_the_driver_with_its_error(digits_parque
         (["--workers", "0"], "--workers must be at least 1"),
         (["--batch-size", "0"], "batch_size must be at least 1"),
         (["--resume"], "holds no checkpoint"),
+        (["--resume", "--weights", "w.pt"], "--weights starts a new run"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_worker_starts(digits_parquet, recipe, tmp_path, capsys, argv, message):
