@@ -48,8 +48,7 @@ def make_digits(root_url: str, size: int = DEFAULT_SIZE, seed: int = 0, overwrit
     digits = load_digits()
     indices = np.arange(len(digits.target))
     train, val = train_test_split(indices, test_size=VAL_FRACTION, stratify=digits.target, random_state=seed)
-    temporary = fs.temporary_beside(root)
-    try:
+    with fs.building(root) as temporary:
         for split, members in (("train", train), ("val", val)):
             for digit in range(10):
                 temporary.fs.create_dir(temporary.join(split, digit_wnid(digit)).path)
@@ -58,9 +57,4 @@ def make_digits(root_url: str, size: int = DEFAULT_SIZE, seed: int = 0, overwrit
                 target.write_bytes(_jpeg(digits.images[index], size))
         words = "".join(f"{digit_wnid(d)} {name}\n" for d, name in enumerate(CLASS_NAMES))
         temporary.join("synset_words.txt").write_bytes(words.encode())
-        fs.publish(temporary, root)
-    except BaseException:
-        if temporary.exists():
-            temporary.fs.delete_dir(temporary.path)
-        raise
     return {"train": len(train), "val": len(val)}

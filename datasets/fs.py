@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -141,8 +143,16 @@ def publish(temporary: Location, target: Location) -> None:
         old.fs.delete_dir(old.path)
 
 
-def temporary_beside(target: Location) -> Location:
-    """A new, empty folder beside ``target`` to build it in (then ``publish``)."""
+@contextmanager
+def building(target: Location) -> Iterator[Location]:
+    """A new folder beside ``target`` to build it in: published as ``target`` when the block ends,
+    removed if the block fails, so ``target`` appears whole or not at all."""
     temporary = target.parent().join(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     temporary.fs.create_dir(temporary.path)
-    return temporary
+    try:
+        yield temporary
+        publish(temporary, target)
+    except BaseException:
+        if temporary.exists():
+            temporary.fs.delete_dir(temporary.path)
+        raise

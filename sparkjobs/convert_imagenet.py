@@ -176,8 +176,7 @@ def convert_tree(
     """Convert an already-listed tree into ``target`` (see ``convert_imagenet``)."""
     started = time.monotonic()
     spark = spark or get_spark("torchonspark convert")
-    temporary = fs.temporary_beside(target)
-    try:
+    with fs.building(target) as temporary:
         splits = {
             name: convert_split(
                 spark, tree, listing, temporary.join(name), resize_shorter, jpeg_quality, row_group_mb, num_files, seed
@@ -196,11 +195,6 @@ def convert_tree(
         }
         temporary.join("labels.json").write_text_atomically(json.dumps(tree.labels(), indent=1) + "\n")
         temporary.join("report.json").write_text_atomically(json.dumps(report, indent=1) + "\n")
-        fs.publish(temporary, target)
-    except BaseException:
-        if temporary.exists():
-            temporary.fs.delete_dir(temporary.path)
-        raise
     return report
 
 

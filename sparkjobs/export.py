@@ -57,15 +57,9 @@ def export_model(net: ResNet, netdef: NetDef, labels: list[dict[str, Any]], targ
         "model.pt2": _saved_program(program),
     }
     target = fs.resolve(target_url)
-    temporary = fs.temporary_beside(target)
-    try:
+    with fs.building(target) as temporary:
         for name, data in contents.items():
             temporary.join(name).write_bytes(data)
-        fs.publish(temporary, target)
-    except BaseException:
-        if temporary.exists():
-            temporary.fs.delete_dir(temporary.path)
-        raise
     return target
 
 

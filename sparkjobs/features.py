@@ -56,15 +56,9 @@ def extract_features(spark: SparkSession, model_url: str, data_url: str, output_
         raise ValueError(f"--output {output_url} already exists; pass --overwrite to replace it")
     workers = shard_count(spark, split_location, workers)
     task = partial(_rows_task, model_url, split_location, batch_size, task_cpus(spark))
-    temporary = fs.temporary_beside(target)
-    try:
+    with fs.building(target) as temporary:
         rows = on_shards(spark, workers, f"features of {split} from {model_url}", task)
         spark.createDataFrame(rows, SCHEMA).write.mode("overwrite").parquet(fs.to_url(temporary))
-        fs.publish(temporary, target)
-    except BaseException:
-        if temporary.exists():
-            temporary.fs.delete_dir(temporary.path)
-        raise
     count = spark.read.parquet(fs.to_url(target)).count()
     return {"rows": count, "output": output_url, "workers": workers}
 

@@ -85,11 +85,18 @@ def _is_editable_leftover(name: str) -> bool:
 
 
 def _project_wheel(target: Path) -> Path:
-    """This project as a wheel (a real install, not the editable one that points at this checkout)."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(target), str(PROJECT)],
-        check=True,
-    )
+    """This project as a wheel (a real install, not the editable one that points at this checkout).
+    setuptools stages files in the checkout's build/, and would carry files deleted since the last
+    build into the wheel: it is cleared before and after."""
+    staging = PROJECT / "build"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(target), str(PROJECT)],
+            check=True,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return next(target.glob("torchonspark-*.whl"))
 
 
