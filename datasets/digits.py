@@ -43,8 +43,7 @@ def make_digits(root_url: str, size: int = DEFAULT_SIZE, seed: int = 0, overwrit
     if size < 8:
         raise ValueError(f"--size must be at least 8 (the digits are 8x8); got {size}")
     root = fs.resolve(root_url)
-    if root.exists() and not overwrite:
-        raise ValueError(f"ROOT {root.url} already exists; pass --overwrite to replace it")
+    fs.refuse_existing(root, overwrite, "ROOT")
     digits = load_digits()
     indices = np.arange(len(digits.target))
     train, val = train_test_split(indices, test_size=VAL_FRACTION, stratify=digits.target, random_state=seed)

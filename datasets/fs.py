@@ -143,6 +143,12 @@ def publish(temporary: Location, target: Location) -> None:
         old.fs.delete_dir(old.path)
 
 
+def refuse_existing(location: Location, overwrite: bool, label: str) -> None:
+    """The convention for every output: an existing one is left alone unless --overwrite."""
+    if location.exists() and not overwrite:
+        raise ValueError(f"{label} {location.url} already exists; pass --overwrite to replace it")
+
+
 @contextmanager
 def building(target: Location) -> Iterator[Location]:
     """A new folder beside ``target`` to build it in: published as ``target`` when the block ends,

@@ -132,11 +132,6 @@ def convert_split(
     }
 
 
-def check_output(output: fs.Location, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise ValueError(f"OUTPUT {output.url} already exists; pass --overwrite to replace it")
-
-
 def convert_imagenet(
     root: str,
     output: str,
@@ -158,7 +153,7 @@ def convert_imagenet(
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"--jpeg-quality must be between 1 and 100; got {jpeg_quality}")
     target = fs.resolve(output)
-    check_output(target, overwrite)
+    fs.refuse_existing(target, overwrite, "OUTPUT")
     tree = list_imagenet(root, val_labels, synset_words)
     return convert_tree(tree, target, resize_shorter, jpeg_quality, row_group_mb, num_files, seed, spark)
 

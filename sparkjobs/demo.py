@@ -47,8 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     root = fs.resolve(args.output)
-    if root.exists() and not args.overwrite:
-        raise ValueError(f"DIR {args.output} already exists; pass --overwrite to replace it")
+    fs.refuse_existing(root, args.overwrite, "DIR")
     load_recipe(args.conf or default_recipe())  # a bad recipe is refused before DIR is touched
     if root.exists():
         root.fs.delete_dir(root.path)

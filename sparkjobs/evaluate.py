@@ -56,8 +56,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     output = fs.resolve(args.output)
-    if output.exists() and not args.overwrite:
-        raise ValueError(f"--output {args.output} already exists; pass --overwrite to replace it")
+    fs.refuse_existing(output, args.overwrite, "--output")
     check_arguments(args)
     check_model(args.model)  # before Spark starts: a mistake costs a second, not a session
     split_url(args.data, args.split)

@@ -52,8 +52,7 @@ def extract_features(spark: SparkSession, model_url: str, data_url: str, output_
     check_model(model_url)
     split_location = split_url(data_url, split)
     target = fs.resolve(output_url)
-    if target.exists() and not overwrite:
-        raise ValueError(f"--output {output_url} already exists; pass --overwrite to replace it")
+    fs.refuse_existing(target, overwrite, "--output")
     workers = shard_count(spark, split_location, workers)
     task = partial(_rows_task, model_url, split_location, batch_size, task_cpus(spark))
     with fs.building(target) as temporary:
@@ -72,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     check_model(args.model)  # before Spark starts: a mistake costs a second, not a session
     split_url(args.data, args.split)
-    if fs.resolve(args.output).exists() and not args.overwrite:
-        raise ValueError(f"--output {args.output} already exists; pass --overwrite to replace it")
+    fs.refuse_existing(fs.resolve(args.output), args.overwrite, "--output")
     result = extract_features(get_spark("torchonspark features", args.master), args.model, args.data, args.output,
                               args.split, args.workers, args.batch_size, args.overwrite)
     print(f"{args.split}: {result['rows']} rows of features -> {args.output}")
