@@ -21,7 +21,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from torchonspark.datasets.images import convert_image  # noqa: E402
 from torchonspark.sparkjobs.convert_imagenet import convert_imagenet  # noqa: E402
-from torchonspark.sparkjobs.session import get_spark  # noqa: E402
+from torchonspark.sparkjobs.cluster.session import get_spark  # noqa: E402
 
 
 def timed_conversion(spark, tree: Path, output: Path, cores: int) -> tuple[int, float]:

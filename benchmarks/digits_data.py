@@ -15,7 +15,7 @@ def digits_parquet(work: Path) -> Path:
         return output
     from torchonspark.datasets.digits import make_digits
     from torchonspark.sparkjobs.convert_imagenet import convert_imagenet
-    from torchonspark.sparkjobs.session import get_spark
+    from torchonspark.sparkjobs.cluster.session import get_spark
 
     if not (work / "digits").exists():
         make_digits(str(work / "digits"))

@@ -21,7 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from torchonspark.netdefs import load_model
-from torchonspark.sparkjobs.train_worker import _init_distributed, select_device, train_step
+from torchonspark.sparkjobs.engine.distributed import init_distributed, select_device, train_step
 
 
 def images_per_second(model, optimizer, device, batch: int, steps: int, warmup: int, mixed: bool) -> float:
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
     device = select_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-    _init_distributed(device)
+    init_distributed(device)
     rates = {}
     for mixed in (True, False):
         torch.manual_seed(0)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
+from torchonspark.datasets import fs
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, SEED_SCALE_RANGE, TrainTransform
 
@@ -47,7 +48,7 @@ def main() -> None:
         raise SystemExit(f"{parquet} is missing: run benchmarks/convert.py first")
     torch.set_num_threads(1)
 
-    loader = ShardedLoader(str(parquet), 0, 1, BATCH, TrainTransform(CROP), train=True, decode_threads=args.cores)
+    loader = ShardedLoader(fs.resolve(str(parquet)), 0, 1, BATCH, TrainTransform(CROP), train=True, decode_threads=args.cores)
     epoch = iter(range(100))
 
     def ours():

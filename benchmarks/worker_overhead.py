@@ -19,10 +19,12 @@ import torch
 import torch.nn.functional as F
 from digits_data import digits_parquet
 
+from torchonspark.datasets import fs
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import TrainTransform
-from torchonspark.sparkjobs.recipe import load_recipe
-from torchonspark.sparkjobs.train_worker import TrainJob, train_worker
+from torchonspark.sparkjobs.engine.job import TrainJob, read_dataset_labels
+from torchonspark.sparkjobs.engine.recipe import load_recipe
+from torchonspark.sparkjobs.engine.worker import train_worker
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "digits.yaml"
 
@@ -51,16 +53,18 @@ def main() -> None:
     args = parser.parse_args()
     data = digits_parquet(args.work)
     torch.set_num_threads(args.threads)
-    recipe = load_recipe(CONF).replace(max_iter=args.iterations + 20, display=20, test_interval=0, snapshot=0)
-    netdef = recipe.netdef(num_classes=10)
+    recipe = load_recipe(CONF).replace(max_iter=args.iterations + 20, display=20, test_interval=0, snapshot=0).for_classes(10)
+    netdef = recipe.model
 
-    loader = ShardedLoader(str(data / "train"), 0, 1, recipe.batch_size,
+    loader = ShardedLoader(fs.resolve(str(data / "train")), 0, 1, recipe.batch_size,
                            TrainTransform(recipe.crop_size, recipe.scale_range, recipe.mirror), train=True)
     batches = list(loader)
     bare = bare_loop(netdef, recipe, batches, args.iterations)
 
     run = args.work / "worker-overhead-run"
-    job = TrainJob(recipe=recipe, netdef=netdef, data_url=str(data), output_url=str(run), threads=args.threads, overwrite=True)
+    dataset = fs.resolve(str(data))
+    job = TrainJob(recipe=recipe, data=dataset, labels=read_dataset_labels(dataset), output=fs.resolve(str(run)),
+                   threads=args.threads, overwrite=True)
     train_worker(job)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     intervals = [line["images_per_sec"] for line in lines if "images_per_sec" in line][1:]  # the first one warms up

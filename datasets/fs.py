@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
-from pyarrow.fs import FileType
+from pyarrow.fs import FileType  # noqa: F401 (callers tell entry types apart as fs.FileType)
 
 # Object stores (s3://, gs://) are left out on purpose: the jobs publish folders by renaming them
 # and append metrics lines, which those stores cannot do.

@@ -71,7 +71,7 @@ class ShardedLoader:
 
     def __init__(
         self,
-        dataset_url: str,
+        dataset: fs.Location,
         rank: int,
         world_size: int,
         batch_size: int,
@@ -87,13 +87,13 @@ class ShardedLoader:
             raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive; got {batch_size}")
-        self.dataset = fs.resolve(dataset_url)
-        if not self.dataset.is_dir():
-            raise ValueError(f"dataset {dataset_url} does not exist")
+        self.dataset = dataset
+        if not dataset.is_dir():
+            raise ValueError(f"dataset {dataset.url} does not exist")
         groups = list_row_groups(self.dataset)
         if len(groups) < world_size:
             raise ValueError(
-                f"{dataset_url} has {len(groups)} row groups, fewer than the {world_size} workers: "
+                f"{dataset.url} has {len(groups)} row groups, fewer than the {world_size} workers: "
                 "convert it again with a larger --num-files"
             )
         self.shard = shard_row_groups(groups, rank, world_size)
@@ -110,7 +110,7 @@ class ShardedLoader:
             self.batches = smallest_shard // batch_size
             if self.batches == 0:
                 raise ValueError(
-                    f"the smallest shard of {dataset_url} has {smallest_shard} rows, fewer than one batch of {batch_size}"
+                    f"the smallest shard of {dataset.url} has {smallest_shard} rows, fewer than one batch of {batch_size}"
                 )
         else:
             self.batches = -(-self.rows // batch_size)

@@ -30,15 +30,16 @@ OUTPUT_FILES = ("train.prototxt", "test.prototxt", "netdef.yaml")
 ARCHITECTURE_KEYS = ("main_branch", "num_output_stage1", "blocks", "fc_layers")
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit status 2, as argparse)."""
+class BuildResnetParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2, as argparse). (The Spark
+    jobs have their own: netdefs depends on nothing of theirs.)"""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def get_args_parser() -> OneLineErrorParser:
-    parser = OneLineErrorParser(
+def get_args_parser() -> BuildResnetParser:
+    parser = BuildResnetParser(
         prog="build_resnet",
         description="Build a ResNet variant from legos, print its params and FLOPs (the seed's convention), "
         "and optionally write it as Caffe prototxt and as a netdef.",

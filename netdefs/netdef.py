@@ -7,14 +7,13 @@ the same module that ``build_resnet -o`` sized and wrote as prototxt.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
 
 import yaml
 
+from .config import dataclass_from_mapping, load_yaml
 from .resnet import ResNet, build_resnet, check_resnet_arguments
 
 NETDEF_SUFFIXES = (".yaml", ".yml")
@@ -57,28 +56,6 @@ class NetDef:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-T = TypeVar("T")
-
-
-def dataclass_from_mapping(cls: type[T], data: object, source: str) -> T:
-    """Build a validating dataclass from parsed YAML; every error is one line that starts with
-    ``source`` and names the offending key (unknown, missing, or refused by the class)."""
-    fields = [field.name for field in dataclasses.fields(cls)]
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{source}: expected a mapping of {', '.join(fields)}; got {type(data).__name__}")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(fields)}")
-    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise ValueError(f"{source}: missing key {missing[0]!r}")
-    try:
-        return cls(**data)
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
-
-
 def netdef_from_dict(data: object, source: str) -> NetDef:
     """A NetDef from parsed YAML; errors start with ``source`` and name the offending key."""
     return dataclass_from_mapping(NetDef, data, source)
@@ -86,16 +63,7 @@ def netdef_from_dict(data: object, source: str) -> NetDef:
 
 def load_netdef(path: str | Path) -> NetDef:
     """Read a netdef YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ValueError(f"cannot read netdef {path}: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    return netdef_from_dict(data, str(path))
+    return netdef_from_dict(load_yaml(path), str(path))
 
 
 def models_dir() -> Path:

@@ -44,8 +44,24 @@ def _format_value(value: Value) -> str:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_escape(character) for character in value) + '"'
     return str(value)
+
+
+# Protobuf's text format takes C escapes in strings; a raw newline or other control character
+# inside quotes is a syntax error for protobuf (and so for Caffe), so those are always escaped.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "a": b"\a", "b": b"\b", "f": b"\f", "v": b"\v",
+              "\\": b"\\", "'": b"'", '"': b'"', "?": b"?"}
+_ESCAPE_SEQUENCE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+
+
+def _escape(character: str) -> str:
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    if ord(character) < 0x20 or ord(character) == 0x7F:
+        return f"\\{ord(character):03o}"
+    return character  # printable ASCII, and UTF-8 beyond it, which protobuf reads as is
 
 
 def format_message(message: Message, indent: int = 0) -> str:
@@ -213,9 +229,34 @@ def _tokens(text: str) -> list[str]:
     return tokens
 
 
+def _unescape(quoted: str) -> str:
+    """The string a quoted protobuf text token stands for (C escapes decoded, as UTF-8 bytes)."""
+    out = bytearray()
+    position = 0
+    for match in _ESCAPE_SEQUENCE.finditer(quoted):
+        out += quoted[position : match.start()].encode()
+        octal, hexadecimal, single = match.groups()
+        if octal is not None:
+            out.append(int(octal, 8) & 0xFF)
+        elif hexadecimal is not None:
+            out.append(int(hexadecimal, 16))
+        elif single in _UNESCAPES:
+            out += _UNESCAPES[single]
+        else:
+            raise ValueError(f"prototxt: unknown escape \\{single} in a string")
+        position = match.end()
+    out += quoted[position:].encode()
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("prototxt: a string is not UTF-8 once its escapes are decoded") from None
+
+
 def _scalar(token: str) -> ParsedValue:
     if token.startswith('"'):
-        return re.sub(r"\\(.)", r"\1", token[1:-1])
+        if any(ord(c) < 0x20 for c in token):
+            raise ValueError("prototxt: a raw control character (newline, tab...) inside a string; protobuf needs it escaped")
+        return _unescape(token[1:-1])
     if token in ("true", "false"):
         return token == "true"
     for number in (int, float):

@@ -7,9 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from torchonspark.netdefs.cli import OneLineErrorParser
 from torchonspark.sparkjobs import convert_imagenet, demo, doctor, evaluate, features, make_digits, pack_env, train_resnet
-from torchonspark.sparkjobs.jobcli import run_job
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, run_job
 
 JOBS = {
     "make-digits": make_digits,

@@ -30,9 +30,8 @@ from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert
 from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
 from torchonspark.datasets.loader import list_row_groups
 from torchonspark.datasets.schema import ImageSchema, image_row
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.session import get_spark
+from torchonspark.sparkjobs.cluster.session import get_spark
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 
 DEFAULT_ROW_GROUP_MB = 32
 MIN_FILES = 16  # so that a few training workers each get several row groups even of a small set
@@ -199,7 +198,7 @@ def _check_positive(**values: int | None) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
 
 
-def summary_lines(report: dict[str, object]) -> list[str]:
+def convert_report_lines(report: dict[str, object]) -> list[str]:
     lines = []
     for name, split in report["splits"].items():
         fixed = ", ".join(f"{kind} {count}" for kind, count in split["fixed"].items()) or "none"
@@ -244,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         spark=get_spark("torchonspark convert", args.master),
     )
-    print("\n".join(summary_lines(report)))
+    print("\n".join(convert_report_lines(report)))
     return 0
 
 

@@ -17,15 +17,16 @@ from importlib import resources
 
 from torchonspark.datasets import fs
 from torchonspark.datasets.digits import make_digits
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.convert_imagenet import convert_imagenet, summary_lines as convert_summary
+from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch
+from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
+from torchonspark.sparkjobs.convert_imagenet import convert_imagenet, convert_report_lines
+from torchonspark.sparkjobs.engine import job as train_job
+from torchonspark.sparkjobs.engine.recipe import load_recipe
+from torchonspark.sparkjobs.engine.runfolder import MODEL, PLOT_FILES, PLOTS
+from torchonspark.sparkjobs.engine.scoring import dataset_split
 from torchonspark.sparkjobs.evaluate import evaluate
-from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.recipe import load_recipe
-from torchonspark.sparkjobs.session import get_spark, task_cpus
-from torchonspark.sparkjobs.train_args import get_args_parser as train_parser
-from torchonspark.sparkjobs.train_args import job_from_args
-from torchonspark.sparkjobs.train_resnet import TrainingFailed, launch, summary_lines
+from torchonspark.sparkjobs.train_resnet import train_summary_lines
 
 DEMO_WORKERS = 2
 
@@ -52,28 +53,30 @@ def run(args: argparse.Namespace) -> int:
     if root.exists():
         root.fs.delete_dir(root.path)
     root.fs.create_dir(root.path)
-    digits, parquet, run_folder, result = (root.join(name).url for name in ("digits", "digits-parquet", "run", "eval.json"))
+    digits, parquet, run_folder, result = (root.join(name) for name in ("digits", "digits-parquet", "run", "eval.json"))
     spark = get_spark("torchonspark demo", args.master)
 
-    print(f"1/4 make-digits {digits}")
-    make_digits(digits)
-    print(f"2/4 convert {digits} {parquet}")
-    print("\n".join(convert_summary(convert_imagenet(digits, parquet, spark=spark))))
-    print(f"3/4 train on {args.workers} barrier workers -> {run_folder}")
-    train_args = train_parser().parse_args(["--conf", args.conf or default_recipe(), "--data", parquet, "--output", run_folder])
-    job = job_from_args(train_args, threads=task_cpus(spark), device="cpu")
+    print(f"1/4 make-digits {digits.url}")
+    make_digits(digits.url)
+    print(f"2/4 convert {digits.url} {parquet.url}")
+    print("\n".join(convert_report_lines(convert_imagenet(digits.url, parquet.url, spark=spark))))
+    print(f"3/4 train on {args.workers} barrier workers -> {run_folder.url}")
+    train_args = train_job.get_args_parser().parse_args(
+        ["--conf", args.conf or default_recipe(), "--data", parquet.url, "--output", run_folder.url])
+    job = train_job.job_from_args(train_args, threads=task_cpus(spark), device="cpu")
     try:
         summary = launch(job, args.workers, use_gpu=False)
     except TrainingFailed as failure:
         print(f"demo: a training worker failed; the end of its output:\n{failure}", file=sys.stderr)
         return 1
-    print("\n".join(summary_lines(summary, run_folder)))
-    print(f"4/4 evaluate {run_folder}/model on the val split")
-    evaluation = evaluate(spark, root.join("run", "model").url, parquet)
-    fs.resolve(result).write_text_atomically(json.dumps(evaluation, indent=2) + "\n")
+    print("\n".join(train_summary_lines(summary, run_folder.url)))
+    print(f"4/4 evaluate {run_folder.join(MODEL).url} on the val split")
+    evaluation = evaluate(spark, run_folder.join(MODEL), dataset_split(parquet, "val"))
+    result.write_text_atomically(json.dumps(evaluation, indent=2) + "\n")
     print(f"val top-1 {evaluation['top1']:.4f} ({evaluation['correct_top1']}/{evaluation['images']}), "
-          f"top-5 {evaluation['top5']:.4f} -> {result}")
-    print(f"plots: {run_folder}/plots/loss.png, {run_folder}/plots/accuracy.png; demo took {time.monotonic() - started:.0f} s")
+          f"top-5 {evaluation['top5']:.4f} -> {result.url}")
+    plots = ", ".join(run_folder.join(PLOTS, name).url for name in PLOT_FILES)
+    print(f"plots: {plots}; demo took {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -21,10 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from torchonspark.datasets import fs
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.train_args import check_data as check_converted_data
-from torchonspark.sparkjobs.preflight import Check, check_dynamic_allocation, check_slots, registered_executor_cores, spark_conf
+from torchonspark.sparkjobs.cluster.preflight import Check, check_dynamic_allocation, check_slots, registered_executor_cores, spark_conf
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
+from torchonspark.sparkjobs.engine.job import read_dataset_labels
 
 # The versions tested together (constraints.txt; DESIGN.md says why each is pinned).
 TESTED = {
@@ -90,7 +89,7 @@ def check_hdfs_environment(env: Mapping[str, str]) -> Check:
     return Check("hdfs client", True, f"libhdfs at {library}, Hadoop jars on CLASSPATH")
 
 
-def check_data(url: str, env: Mapping[str, str]) -> list[Check]:
+def data_checks(url: str, env: Mapping[str, str]) -> list[Check]:
     checks = []
     if url.startswith(("hdfs://", "viewfs://")):
         checks.append(check_hdfs_environment(env))
@@ -104,7 +103,7 @@ def check_data(url: str, env: Mapping[str, str]) -> list[Check]:
     if not exists:
         return checks + [Check("data", False, f"{url} does not exist", "check the URL, or convert the data first (torchonspark convert)")]
     try:
-        labels = check_converted_data(url)
+        labels = read_dataset_labels(location)
     except ValueError as error:
         return checks + [Check("data", False, str(error), "point --data at the OUTPUT of torchonspark convert")]
     return checks + [Check("data", True, f"{url}: train/, val/, labels.json of {len(labels)} classes")]
@@ -132,7 +131,7 @@ def run_checks(spark_conf_values: Mapping[str, str], env: Mapping[str, str], dat
                registered_cores: int | None, torch_gpus: int, java: Check) -> list[Check]:
     checks = [java] + check_versions(installed_versions())  # pyspark's version is Spark's
     if data is not None:
-        checks += check_data(data, env)
+        checks += data_checks(data, env)
     gpu_checks = check_gpu_scheduling(spark_conf_values, torch_gpus)
     checks += gpu_checks
     checks.append(check_dynamic_allocation(spark_conf_values))
@@ -153,7 +152,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from torchonspark.sparkjobs.session import get_spark
+    from torchonspark.sparkjobs.cluster.session import get_spark
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1; got {args.workers}")

@@ -18,28 +18,55 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from torchonspark.datasets import fs
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, count_shard, shard_count, on_shards, split_url
-from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.shards import on_shards, shard_count
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
+from torchonspark.sparkjobs.engine.export import check_model_folder
+from torchonspark.sparkjobs.engine.scoring import count_shard, dataset_split
 
 
-def _count_task(model_url: str, split: str, batch_size: int, threads: int, rank: int, world_size: int):
-    yield count_shard(model_url, split, rank, world_size, batch_size, threads)
+def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str) -> argparse.ArgumentParser:
+    """The arguments of the jobs that apply an exported model to a split (evaluate, features)."""
+    parser.add_argument("--model", required=True, help="an exported model folder (RUN/model)")
+    parser.add_argument("--data", required=True, help="a converted data set")
+    parser.add_argument("--output", required=True, help=output_help)
+    parser.add_argument("--split", default="val", help="default %(default)s")
+    parser.add_argument("--workers", type=int, help="Spark tasks, one shard each (default: one per core)")
+    parser.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
+    return parser
 
 
-def evaluate(spark: SparkSession, model_url: str, data_url: str, split: str = "val", workers: int | None = None,
+def check_scoring_arguments(args: argparse.Namespace) -> tuple[fs.Location, fs.Location, fs.Location]:
+    """The model folder, the split and the output, checked before Spark starts (a mistake costs a
+    second, not a session)."""
+    if args.workers is not None and args.workers < 1 or args.batch_size < 1:
+        raise ValueError("--workers and --batch-size must be at least 1")
+    model = fs.resolve(args.model)
+    check_model_folder(model)
+    split_data = dataset_split(fs.resolve(args.data), args.split)
+    output = fs.resolve(args.output)
+    fs.refuse_existing(output, args.overwrite, "--output")
+    return model, split_data, output
+
+
+def _count_task(model: fs.Location, split_data: fs.Location, batch_size: int, threads: int, rank: int, world_size: int):
+    yield count_shard(model, split_data, rank, world_size, batch_size, threads)
+
+
+def evaluate(spark: SparkSession, model: fs.Location, split_data: fs.Location, workers: int | None = None,
              batch_size: int = 64) -> dict[str, Any]:
-    check_model(model_url)
-    split_location = split_url(data_url, split)
-    workers = shard_count(spark, split_location, workers)
-    task = partial(_count_task, model_url, split_location, batch_size, task_cpus(spark))
-    shards = on_shards(spark, workers, f"evaluate {model_url} on {split}", task).collect()
+    """Top-1/top-5 of the model folder ``model`` over the split folder ``split_data``."""
+    check_model_folder(model)
+    workers = shard_count(spark, split_data, workers)
+    task = partial(_count_task, model, split_data, batch_size, task_cpus(spark))
+    shards = on_shards(spark, workers, f"evaluate {model.url} on {split_data.url}", task).collect()
     totals = {key: sum(shard[key] for shard in shards) for key in ("images", "top1", "top5")}
     return {
-        "model": model_url,
-        "data": data_url,
-        "split": split,
+        "model": model.url,
+        "data": split_data.parent().url,
+        "split": split_data.name,
         "images": totals["images"],
         "top1": totals["top1"] / totals["images"],
         "top5": totals["top5"] / totals["images"],
@@ -51,19 +78,14 @@ def evaluate(spark: SparkSession, model_url: str, data_url: str, split: str = "v
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="evaluate", description="Top-1/top-5 centre-crop accuracy of an exported model on a split.")
-    return add_arguments(parser, "where to write the result (JSON)")
+    return add_scoring_arguments(parser, "where to write the result (JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
-    output = fs.resolve(args.output)
-    fs.refuse_existing(output, args.overwrite, "--output")
-    check_arguments(args)
-    check_model(args.model)  # before Spark starts: a mistake costs a second, not a session
-    split_url(args.data, args.split)
-    result = evaluate(get_spark("torchonspark evaluate", args.master), args.model, args.data, args.split,
-                      args.workers, args.batch_size)
+    model, split_data, output = check_scoring_arguments(args)
+    result = evaluate(get_spark("torchonspark evaluate", args.master), model, split_data, args.workers, args.batch_size)
     output.write_text_atomically(json.dumps(result, indent=2) + "\n")
-    print(f"{args.split}: top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} over {result['images']} images -> {args.output}")
+    print(f"{args.split}: top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} over {result['images']} images -> {output.url}")
     return 0
 
 

@@ -19,10 +19,12 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, StructField, StructType
 
 from torchonspark.datasets import fs
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.inference import add_arguments, check_arguments, check_model, shard_count, on_shards, shard_batches, split_url
-from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.shards import on_shards, shard_count
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
+from torchonspark.sparkjobs.engine.export import check_model_folder
+from torchonspark.sparkjobs.engine.scoring import shard_batches
+from torchonspark.sparkjobs.evaluate import add_scoring_arguments, check_scoring_arguments
 
 SCHEMA = StructType(
     [
@@ -34,8 +36,8 @@ SCHEMA = StructType(
 )
 
 
-def feature_rows(model_url: str, split: str, rank: int, world_size: int, batch_size: int, threads: int) -> Iterator[Row]:
-    net, batches = shard_batches(model_url, split, rank, world_size, batch_size, threads)
+def feature_rows(model: fs.Location, split_data: fs.Location, rank: int, world_size: int, batch_size: int, threads: int) -> Iterator[Row]:
+    net, batches = shard_batches(model, split_data, rank, world_size, batch_size, threads)
     with torch.no_grad():
         for images, labels, paths in batches:
             features, logits = net.forward_features(images)
@@ -43,38 +45,34 @@ def feature_rows(model_url: str, split: str, rank: int, world_size: int, batch_s
                 yield Row(path=path, label=label, features=vector, logits=scores)
 
 
-def _rows_task(model_url: str, split: str, batch_size: int, threads: int, rank: int, world_size: int):
-    return feature_rows(model_url, split, rank, world_size, batch_size, threads)
+def _rows_task(model: fs.Location, split_data: fs.Location, batch_size: int, threads: int, rank: int, world_size: int):
+    return feature_rows(model, split_data, rank, world_size, batch_size, threads)
 
 
-def extract_features(spark: SparkSession, model_url: str, data_url: str, output_url: str, split: str = "val",
+def extract_features(spark: SparkSession, model: fs.Location, split_data: fs.Location, output: fs.Location,
                      workers: int | None = None, batch_size: int = 64, overwrite: bool = False) -> dict[str, Any]:
-    check_model(model_url)
-    split_location = split_url(data_url, split)
-    target = fs.resolve(output_url)
-    fs.refuse_existing(target, overwrite, "--output")
-    workers = shard_count(spark, split_location, workers)
-    task = partial(_rows_task, model_url, split_location, batch_size, task_cpus(spark))
-    with fs.building(target) as temporary:
-        rows = on_shards(spark, workers, f"features of {split} from {model_url}", task)
+    """Write the features of every image of ``split_data`` as a Parquet folder at ``output``."""
+    check_model_folder(model)
+    fs.refuse_existing(output, overwrite, "--output")
+    workers = shard_count(spark, split_data, workers)
+    task = partial(_rows_task, model, split_data, batch_size, task_cpus(spark))
+    with fs.building(output) as temporary:
+        rows = on_shards(spark, workers, f"features of {split_data.url} from {model.url}", task)
         spark.createDataFrame(rows, SCHEMA).write.mode("overwrite").parquet(fs.to_url(temporary))
-    count = spark.read.parquet(fs.to_url(target)).count()
-    return {"rows": count, "output": output_url, "workers": workers}
+    count = spark.read.parquet(fs.to_url(output)).count()
+    return {"rows": count, "output": output.url, "workers": workers}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="features", description="Write (path, label, features, logits) of a split as Parquet.")
-    return add_arguments(parser, "the Parquet folder to write")
+    return add_scoring_arguments(parser, "the Parquet folder to write")
 
 
 def run(args: argparse.Namespace) -> int:
-    check_arguments(args)
-    check_model(args.model)  # before Spark starts: a mistake costs a second, not a session
-    split_url(args.data, args.split)
-    fs.refuse_existing(fs.resolve(args.output), args.overwrite, "--output")
-    result = extract_features(get_spark("torchonspark features", args.master), args.model, args.data, args.output,
-                              args.split, args.workers, args.batch_size, args.overwrite)
-    print(f"{args.split}: {result['rows']} rows of features -> {args.output}")
+    model, split_data, output = check_scoring_arguments(args)
+    result = extract_features(get_spark("torchonspark features", args.master), model, split_data, output,
+                              args.workers, args.batch_size, args.overwrite)
+    print(f"{args.split}: {result['rows']} rows of features -> {output.url}")
     return 0
 
 

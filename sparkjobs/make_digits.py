@@ -11,8 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from torchonspark.datasets.digits import DEFAULT_SIZE, make_digits
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -35,8 +35,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.jobcli import job_main
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 
 PROJECT = Path(__file__).resolve().parents[1]
 VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"

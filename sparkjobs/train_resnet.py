@@ -6,89 +6,52 @@
 
 The driver validates the recipe, the data and the output before anything starts, then launches
 ``--workers`` barrier tasks with PySpark's TorchDistributor (``local_mode=False``, so even on
-``local[*]`` each worker is a real barrier task in an executor). Each task runs ``train_worker``
-(train_worker.py) under torchrun. Rank 0's output streams to this console; the run folder gets the
+``local[*]`` each worker is a real barrier task in an executor). Each task runs the engine's
+``train_worker`` under torchrun. Rank 0's output streams to this console; the run folder gets the
 metrics, checkpoints, plots, summary and exported model.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pyspark.ml.torch.distributor import TorchDistributor
-from pyspark.sql import SparkSession
-
-from torchonspark.sparkjobs.jobcli import job_main
-from torchonspark.sparkjobs.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
-from torchonspark.sparkjobs.session import get_spark, task_cpus
-from torchonspark.sparkjobs.train_args import get_args_parser as _train_parser
-from torchonspark.sparkjobs.train_args import job_from_args
-from torchonspark.sparkjobs.train_worker import TrainJob, train_worker
-
-GPU_TASK_AMOUNT = "spark.task.resource.gpu.amount"
-WORKER_TAIL_LINES = 30
+from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch, use_gpus
+from torchonspark.sparkjobs.cluster.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
+from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.commandline import job_main
+from torchonspark.sparkjobs.engine import job as train_job
+from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
 
-class TrainingFailed(RuntimeError):
-    """A worker failed; the message holds the tail of its output."""
-
-
-def use_gpus(spark: SparkSession, force_gpu: bool, force_cpu: bool) -> bool:
-    """GPUs when asked, or when Spark schedules GPUs to tasks (and not told --cpu)."""
-    if force_gpu or force_cpu:
-        return force_gpu
-    return float(spark.conf.get(GPU_TASK_AMOUNT, "0")) > 0
-
-
-def worker_output_tail(error: BaseException, lines: int = WORKER_TAIL_LINES) -> str:
-    """The end of the failed worker's own output, out of the layers Spark and TorchDistributor wrap it in."""
-    text = str(error)
-    marker = re.search(r"included below: ", text)
-    if marker:
-        text = text[marker.end() :]
-    text = text.split("\n\tat org.apache.spark", 1)[0].split("\nJVM stacktrace:", 1)[0]
-    kept = [line for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
-
-
-def launch(job: TrainJob, workers: int, use_gpu: bool) -> dict[str, Any]:
-    """Run the job on ``workers`` barrier tasks; return rank 0's summary."""
-    distributor = TorchDistributor(num_processes=workers, local_mode=False, use_gpu=use_gpu)
-    try:
-        return distributor.run(train_worker, job)
-    except Exception as error:  # py4j, PythonException or RuntimeError, depending on where it broke
-        raise TrainingFailed(worker_output_tail(error)) from None
-
-
-def summary_lines(summary: dict[str, Any], output: str) -> list[str]:
+def train_summary_lines(summary: dict[str, Any], output_url: str) -> list[str]:
+    """What the driver prints when training has finished."""
     speed = summary["train_images_per_sec"]
     return [
         f"val top-1 {summary['val_top1']:.4f}, top-5 {summary['val_top5']:.4f} after {summary['iterations']} iterations "
         f"({summary['epochs']:.1f} epochs) on {summary['world_size']} {summary['device']} workers, "
         + (f"{speed:.0f} images/s, " if speed is not None else "")
         + f"{summary['wall_seconds']:.0f} s",
-        f"run folder: {output} (metrics.jsonl, summary.json, plots/loss.png, plots/accuracy.png, model/)",
+        f"run folder: {RunFolder.contents(output_url)}",
     ]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return _train_parser(prog="train_resnet", spark=True)
+    return train_job.get_args_parser(prog="train_resnet", spark=True)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1; got {args.workers}")
-    job = job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
+    job = train_job.job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
     spark = get_spark("torchonspark train", args.master)
-    gpu = use_gpus(spark, args.gpu, args.cpu)
-    job = dataclasses.replace(job, threads=task_cpus(spark), device="cuda" if gpu else "cpu")
+    conf = spark_conf(spark)
+    gpu = use_gpus(conf, args.gpu, args.cpu)
+    job = job.replace(threads=task_cpus(spark), device="cuda" if gpu else "cpu")
     try:
-        preflight(spark_conf(spark), args.workers, gpu, registered_executor_cores(spark))
+        preflight(conf, args.workers, gpu, registered_executor_cores(spark))
     except PreflightError as problem:
         print(f"train: {problem}", file=sys.stderr)
         return 2
@@ -97,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingFailed as failure:
         print(f"train: a worker failed; the end of its output:\n{failure}", file=sys.stderr)
         return 1
-    print("\n".join(summary_lines(summary, args.output)))
+    print("\n".join(train_summary_lines(summary, job.output.url)))
     return 0
 
 

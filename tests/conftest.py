@@ -15,7 +15,7 @@ os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 
 @pytest.fixture(scope="session")
 def spark():
-    from torchonspark.sparkjobs.session import get_spark
+    from torchonspark.sparkjobs.cluster.session import get_spark
 
     session = get_spark(
         "torchonspark-tests",

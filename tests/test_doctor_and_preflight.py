@@ -7,14 +7,14 @@ import pytest
 
 from torchonspark.sparkjobs import doctor, train_resnet
 from torchonspark.sparkjobs.doctor import (
-    check_data,
+    data_checks,
     check_gpu_scheduling,
     check_hdfs_environment,
     check_java,
     check_versions,
     installed_versions,
 )
-from torchonspark.sparkjobs.preflight import PreflightError, check_dynamic_allocation, check_slots, preflight, task_slots
+from torchonspark.sparkjobs.cluster.preflight import PreflightError, check_dynamic_allocation, check_slots, preflight, task_slots
 
 YARN_GPU = {
     "spark.master": "yarn",
@@ -66,11 +66,11 @@ def test_hdfs_client_needs_java_hadoop_libhdfs_and_the_hadoop_classpath(tmp_path
 
 def test_data_check_tells_missing_unconverted_unsupported_and_ready_apart(digits_parquet, tmp_path):
     output, _ = digits_parquet
-    assert [c.ok for c in check_data(str(output), os.environ)] == [True]
-    assert "does not exist" in check_data(str(tmp_path / "nothing"), os.environ)[-1].detail
-    assert "not a converted data set" in check_data(str(tmp_path), os.environ)[-1].detail
-    assert "unsupported URL scheme" in check_data("ftp://host/data", os.environ)[-1].detail
-    hdfs = check_data("hdfs:///data/imagenet-parquet", {})
+    assert [c.ok for c in data_checks(str(output), os.environ)] == [True]
+    assert "does not exist" in data_checks(str(tmp_path / "nothing"), os.environ)[-1].detail
+    assert "not a converted data set" in data_checks(str(tmp_path), os.environ)[-1].detail
+    assert "unsupported URL scheme" in data_checks("ftp://host/data", os.environ)[-1].detail
+    hdfs = data_checks("hdfs:///data/imagenet-parquet", {})
     assert [c.name for c in hdfs] == ["hdfs client"] and not hdfs[0].ok
 
 

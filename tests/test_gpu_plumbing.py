@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sparkwork import removing_new_spark_work_dirs
 
-from torchonspark.sparkjobs.train_worker import cuda_index, select_device
+from torchonspark.sparkjobs.engine.distributed import cuda_index, select_device
 
 JOB = Path(__file__).parent / "jobs" / "fake_gpu_job.py"
 

@@ -18,7 +18,7 @@ def paths_of(loader):
 def test_shards_are_disjoint_and_cover_every_row(digits_parquet, world_size):
     output, _ = digits_parquet
     shards = [
-        paths_of(ShardedLoader(str(output / "val"), rank, world_size, 64, EvalTransform(32), train=False, with_paths=True))
+        paths_of(ShardedLoader(fs.resolve(str(output / "val")), rank, world_size, 64, EvalTransform(32), train=False, with_paths=True))
         for rank in range(world_size)
     ]
     every = [path for shard in shards for path in shard]
@@ -28,7 +28,7 @@ def test_shards_are_disjoint_and_cover_every_row(digits_parquet, world_size):
 
 def test_every_rank_gets_the_same_number_of_full_training_batches(digits_parquet):
     output, _ = digits_parquet
-    loaders = [ShardedLoader(str(output / "train"), rank, 3, 32, TrainTransform(32), train=True) for rank in range(3)]
+    loaders = [ShardedLoader(fs.resolve(str(output / "train")), rank, 3, 32, TrainTransform(32), train=True) for rank in range(3)]
     counts = {len(list(loader)) for loader in loaders}
     assert counts == {len(loaders[0])}
     rows = sum(group.rows for group in list_row_groups(fs.resolve(str(output / "train"))))
@@ -43,7 +43,7 @@ def test_training_order_differs_by_epoch_and_repeats_for_the_same_seed_and_epoch
     output, _ = digits_parquet
 
     def epoch(seed, number):
-        loader = ShardedLoader(str(output / "train"), 1, 2, 50, TrainTransform(32), train=True, seed=seed, with_paths=True)
+        loader = ShardedLoader(fs.resolve(str(output / "train")), 1, 2, 50, TrainTransform(32), train=True, seed=seed, with_paths=True)
         loader.set_epoch(number)
         batches = list(loader)
         return [p for _, _, paths in batches for p in paths], torch.cat([images for images, _, _ in batches])
@@ -59,7 +59,7 @@ def test_training_order_differs_by_epoch_and_repeats_for_the_same_seed_and_epoch
 
 def test_evaluation_reads_its_shard_in_order_ending_with_a_partial_batch(digits_parquet):
     output, _ = digits_parquet
-    loader = ShardedLoader(str(output / "val"), 0, 1, 100, EvalTransform(32), train=False, with_paths=True)
+    loader = ShardedLoader(fs.resolve(str(output / "val")), 0, 1, 100, EvalTransform(32), train=False, with_paths=True)
     batches = list(loader)
     assert [len(labels) for _, labels, _ in batches] == [100, 100, 100, 60] and len(loader) == 4
     assert paths_of(loader) == [p for _, _, paths in batches for p in paths]
@@ -68,10 +68,10 @@ def test_evaluation_reads_its_shard_in_order_ending_with_a_partial_batch(digits_
 def test_more_workers_than_row_groups_is_refused(digits_parquet):
     output, _ = digits_parquet
     with pytest.raises(ValueError, match="fewer than the 64 workers"):
-        ShardedLoader(str(output / "val"), 0, 64, 8, EvalTransform(32), train=False)
+        ShardedLoader(fs.resolve(str(output / "val")), 0, 64, 8, EvalTransform(32), train=False)
 
 
 def test_a_batch_larger_than_the_smallest_shard_is_refused(digits_parquet):
     output, _ = digits_parquet
     with pytest.raises(ValueError, match="fewer than one batch"):
-        ShardedLoader(str(output / "val"), 0, 2, 1000, TrainTransform(32), train=True)
+        ShardedLoader(fs.resolve(str(output / "val")), 0, 2, 1000, TrainTransform(32), train=True)

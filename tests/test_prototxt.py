@@ -96,3 +96,20 @@ def test_a_net_for_small_images_pools_its_whole_final_map():
 def test_unknown_phase_is_refused():
     with pytest.raises(ValueError, match="phase"):
         to_prototxt(build_resnet("normal", 64, [1, 1, 1, 1], fc_layers=False), "val", "n")
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", 'quote " and \\ back', "bell\x07", "ünïcode"])
+def test_a_net_name_with_control_characters_is_escaped_and_reads_back(name):
+    text = to_prototxt(build_resnet("normal", 16, [1, 1, 1, 1], fc_layers=False, num_classes=2, input_size=32), "test", name)
+    first_line = text.splitlines()[0]
+    assert first_line.startswith('name: "') and first_line.endswith('"')  # the name stays on its line
+    assert parse_prototxt(text)["name"] == [name]
+
+
+def test_the_reader_refuses_a_raw_newline_inside_a_string_as_protobuf_does():
+    with pytest.raises(ValueError, match="raw control character"):
+        parse_prototxt('name: "two\nlines"')
+
+
+def test_the_reader_decodes_octal_and_hex_escapes_as_utf8_bytes():
+    assert parse_prototxt(r'name: "\303\274 \x41\n"')["name"] == ["ü A\n"]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from torchonspark.sparkjobs.recipe import Recipe, learning_rate, load_recipe
+from torchonspark.netdefs import load_model
+from torchonspark.sparkjobs.engine.recipe import Recipe, learning_rate, load_recipe
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -21,11 +22,11 @@ def test_the_seeds_resnet_50_run_is_in_conf():
     assert (recipe.batch_size, recipe.base_lr, recipe.momentum, recipe.weight_decay) == (16, 0.1, 0.9, 1e-4)
     assert (recipe.lr_policy, recipe.stepvalue, recipe.gamma, recipe.max_iter) == ("multistep", (150000, 300000, 450000), 0.1, 600000)
     assert (recipe.scale_range, recipe.mirror, recipe.crop_size) == ((256, 480), True, 224)
-    assert recipe.netdef(num_classes=1000).name == "resnet_50"
+    assert (recipe.model.name, recipe.model.input_size) == ("resnet_50", 224)
 
 
 def test_the_digits_recipe_builds_a_net_for_32_pixel_images():
-    netdef = load_recipe(CONF / "digits.yaml").netdef(num_classes=10)
+    netdef = load_recipe(CONF / "digits.yaml").for_classes(10).model
     assert (netdef.name, netdef.input_size, netdef.num_classes) == ("digits", 32, 10)
     assert load_recipe(CONF / "digits.yaml").mirror is False
 
@@ -60,13 +61,13 @@ def test_flags_override_file_values_and_switch_between_iterations_and_epochs(tmp
 
 
 def test_multistep_divides_the_rate_at_each_step_value():
-    recipe = Recipe(model="resnet_50", batch_size=16, base_lr=0.1, max_iter=600000, stepvalue=(150000, 300000, 450000))
+    recipe = Recipe(model=load_model("resnet_50"), batch_size=16, base_lr=0.1, max_iter=600000, stepvalue=(150000, 300000, 450000))
     rates = [learning_rate(recipe, i, 600000) for i in (0, 149999, 150000, 300000, 450000, 599999)]
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.001, 0.0001, 0.0001])
 
 
 def test_warmup_rises_linearly_then_cosine_falls_to_zero():
-    recipe = Recipe(model="resnet_18", batch_size=8, base_lr=1.0, max_iter=110, lr_policy="cosine", warmup_iters=10)
+    recipe = Recipe(model=load_model("resnet_18"), batch_size=8, base_lr=1.0, max_iter=110, lr_policy="cosine", warmup_iters=10)
     assert learning_rate(recipe, 0, 110) == pytest.approx(0.1)
     assert learning_rate(recipe, 5, 110) == pytest.approx(0.55)
     assert learning_rate(recipe, 10, 110) == pytest.approx(1.0)

@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 from torchonspark.netdefs import build_resnet, count_complexity, load_model
 from torchonspark.netdefs.legos import ConvBN
@@ -145,7 +144,8 @@ def test_an_unknown_main_branch_lists_the_allowed_ones():
         build_resnet("wide", 64, [1, 1, 1, 1], fc_layers=False)
 
 
-def test_smallest_allowed_input_runs():
+def test_smallest_allowed_input_runs_down_to_a_one_pixel_final_map():
     net = build_resnet("bottleneck", 64, [1, 1, 1, 1], fc_layers=False, num_classes=3, input_size=5).eval()
-    assert net(torch.randn(1, 3, 5, 5)).shape == (1, 3)
-    assert isinstance(net.blocks, nn.Sequential)
+    images = torch.randn(1, 3, 5, 5)
+    assert net.blocks(net.pool1(net.stem(images))).shape == (1, 64 * 8, 1, 1)
+    assert net(images).shape == (1, 3)

@@ -2,6 +2,7 @@
 digits data; plus the worker alone under a plain process, resume, export, evaluate and features."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -9,13 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from torchonspark.datasets import fs
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform
 from torchonspark.sparkjobs import train_resnet
+from torchonspark.sparkjobs.engine.export import load_inference_program, load_model_folder
+from torchonspark.sparkjobs.engine.scoring import count_shard
 from torchonspark.sparkjobs.evaluate import evaluate
-from torchonspark.sparkjobs.export import load_inference_program, load_model_folder
 from torchonspark.sparkjobs.features import extract_features
-from torchonspark.sparkjobs.inference import count_shard
 
 pytestmark = pytest.mark.e2e
 
@@ -78,9 +80,9 @@ def test_two_workers_write_metrics_summary_plots_checkpoints_and_a_model(trained
 
 def test_the_inference_export_reproduces_the_modules_logits(trained):
     data, run = trained
-    net, netdef, labels = load_model_folder(str(run / "model"))
-    program = load_inference_program(str(run / "model"))
-    images, _ = next(iter(ShardedLoader(str(data / "val"), 0, 1, 7, EvalTransform(netdef.input_size), train=False)))
+    net, netdef, labels = load_model_folder(fs.resolve(str(run / "model")))
+    program = load_inference_program(fs.resolve(str(run / "model")))
+    images, _ = next(iter(ShardedLoader(fs.resolve(str(data / "val")), 0, 1, 7, EvalTransform(netdef.input_size), train=False)))
     with torch.no_grad():
         assert torch.allclose(program(images), net(images), atol=1e-5)
     assert len(labels) == netdef.num_classes == 10
@@ -88,24 +90,26 @@ def test_the_inference_export_reproduces_the_modules_logits(trained):
 
 def test_evaluate_counts_every_image_exactly_once(spark, trained):
     data, run = trained
-    result = evaluate(spark, str(run / "model"), str(data), workers=3, batch_size=50)
-    alone = count_shard(str(run / "model"), str(data / "val"), 0, 1, 128, 1)
+    model, val = fs.resolve(str(run / "model")), fs.resolve(str(data / "val"))
+    result = evaluate(spark, model, val, workers=3, batch_size=50)
+    alone = count_shard(model, val, 0, 1, 128, 1)
     assert result["images"] == alone["images"] == 360
     assert (result["correct_top1"], result["correct_top5"]) == (alone["top1"], alone["top5"])
     assert result["top1"] == pytest.approx(json.loads((run / "summary.json").read_text())["val_top1"])
     with pytest.raises(ValueError, match="more than the 16 row groups"):
-        evaluate(spark, str(run / "model"), str(data), workers=17)
+        evaluate(spark, model, val, workers=17)
 
 
 def test_features_are_written_per_image_with_logits(spark, trained, tmp_path):
     data, run = trained
-    result = extract_features(spark, str(run / "model"), str(data), str(tmp_path / "features"), workers=2)
+    model, val, output = (fs.resolve(str(path)) for path in (run / "model", data / "val", tmp_path / "features"))
+    result = extract_features(spark, model, val, output, workers=2)
     table = pq.read_table(tmp_path / "features").to_pylist()
     assert result["rows"] == len(table) == 360
     assert len({row["path"] for row in table}) == 360
     assert {len(row["features"]) for row in table} == {16 * 8} and {len(row["logits"]) for row in table} == {10}
     with pytest.raises(ValueError, match="already exists"):
-        extract_features(spark, str(run / "model"), str(data), str(tmp_path / "features"))
+        extract_features(spark, model, val, output)
 
 
 def run_worker(*argv):
@@ -138,15 +142,35 @@ def test_a_run_resumes_only_with_the_workers_and_batch_it_had(trained, recipe):
     assert other.returncode != 0 and "ran on 2 workers x 16 images; resume it with the same (now 1 x 16)" in other.stderr
 
 
-def test_a_worker_that_fails_surfaces_on_the_driver_with_its_error(digits_parquet, recipe, tmp_path, capsys):
-    data, _ = digits_parquet
+def snapshot(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_worker_that_fails_surfaces_on_the_driver_and_an_overwrite_leaves_the_old_run_whole(trained, recipe, tmp_path, capsys):
+    data, run = trained
+    old = tmp_path / "run"
+    shutil.copytree(run, old)
     not_weights = tmp_path / "weights.pt"
     not_weights.write_bytes(b"this is not a torch file")
-    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(tmp_path / "run"),
+    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(old), "--overwrite",
                                 "--workers", "2", "--weights", str(not_weights)])
     err = capsys.readouterr().err
     assert status == 1
     assert "a worker failed" in err and "weights" in err.lower()
+    assert snapshot(old) == snapshot(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "weights.pt"]  # no unfinished replacement left
+
+
+def test_overwrite_replaces_a_run_only_once_the_new_one_has_finished(trained, recipe, tmp_path):
+    data, run = trained
+    shutil.copytree(run, tmp_path / "run")
+    result = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(tmp_path / "run"), "--threads", "1",
+                        "--overwrite", "--max-iter", "5", "--snapshot", "0", "--test-interval", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["iterations"] == 5
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["iter-00000005.pt"]
+    assert [r["iteration"] for r in metrics(tmp_path / "run")] == [5, 5]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
 @pytest.mark.parametrize(

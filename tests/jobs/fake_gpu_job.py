@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 
 def record(out_dir: str, mode: str) -> None:
-    from torchonspark.sparkjobs.train_worker import cuda_index
+    from torchonspark.sparkjobs.engine.distributed import cuda_index
 
     visible = os.environ["CUDA_VISIBLE_DEVICES"].split(",")
     index = cuda_index(int(os.environ["LOCAL_RANK"]), len(visible))

@@ -8,9 +8,9 @@ import json
 import sys
 
 from torchonspark.sparkjobs.convert_imagenet import convert_imagenet
-from torchonspark.sparkjobs.session import get_spark, task_cpus
-from torchonspark.sparkjobs.train_args import get_args_parser, job_from_args
-from torchonspark.sparkjobs.train_resnet import launch
+from torchonspark.sparkjobs.cluster.launch import launch
+from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
 
 
 def interpreter(_):

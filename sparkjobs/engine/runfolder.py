@@ -1,4 +1,4 @@
-"""The training run's output folder (a local path or URL), written by rank 0:
+"""The training run's output folder (a local path or URL), written by rank 0 only:
 
     metrics.jsonl        a line per display interval and per validation, appended as they happen
     summary.json         the run's outcome
@@ -6,7 +6,8 @@
     checkpoints/iter-00001000.pt ...   the last few, each written whole
     model/               the exported model (see export.py)
 
-Does not import Spark: the worker writes it under plain torchrun too.
+The names are defined here once; the drivers print them from here. Imports no Spark: the worker
+writes the folder under plain torchrun too.
 """
 
 from __future__ import annotations
@@ -21,20 +22,49 @@ import torch
 from torchonspark.datasets import fs
 
 CHECKPOINT = re.compile(r"iter-(\d{8})\.pt$")
+METRICS, SUMMARY, PLOTS, CHECKPOINTS, MODEL = "metrics.jsonl", "summary.json", "plots", "checkpoints", "model"
+PLOT_FILES = ("loss.png", "accuracy.png")
 
 
 class RunFolder:
-    def __init__(self, url: str) -> None:
-        self.root = fs.resolve(url)
-        self.metrics = self.root.join("metrics.jsonl")
-        self.summary = self.root.join("summary.json")
-        self.plots = self.root.join("plots")
-        self.checkpoints = self.root.join("checkpoints")
-        self.model = self.root.join("model")
+    """A run folder at ``root``. ``publish_to``: the folder this one replaces when the run has
+    finished (``--overwrite`` of an existing run); until then the old run is left as it was."""
+
+    def __init__(self, root: fs.Location, publish_to: fs.Location | None = None) -> None:
+        self.root = root
+        self.publish_to = publish_to
+        self.metrics = root.join(METRICS)
+        self.summary = root.join(SUMMARY)
+        self.plots = root.join(PLOTS)
+        self.checkpoints = root.join(CHECKPOINTS)
+        self.model = root.join(MODEL)
+
+    @property
+    def final(self) -> fs.Location:
+        """Where the run is found once it has finished."""
+        return self.publish_to or self.root
 
     def create(self) -> None:
+        if self.publish_to is not None and self.root.exists():
+            self.root.fs.delete_dir(self.root.path)  # a replacement that an earlier attempt left unfinished
         for folder in (self.root, self.plots, self.checkpoints):
             folder.fs.create_dir(folder.path)
+
+    def publish(self) -> None:
+        """Put a finished replacement in place of the run it replaces (a no-op for a plain run)."""
+        if self.publish_to is not None:
+            fs.publish(self.root, self.publish_to)
+
+    def discard(self) -> None:
+        """Remove an unfinished replacement (the run it was to replace is untouched)."""
+        if self.publish_to is not None and self.root.exists():
+            self.root.fs.delete_dir(self.root.path)
+
+    @staticmethod
+    def contents(url: str) -> str:
+        """The folder's files, for the line a driver prints at the end."""
+        plots = ", ".join(f"{PLOTS}/{name}" for name in PLOT_FILES)
+        return f"{url} ({METRICS}, {SUMMARY}, {plots}, {CHECKPOINTS}/, {MODEL}/)"
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -89,8 +119,8 @@ class RunFolder:
 
         records = self.read_metrics()
         series = {
-            "loss.png": ("training loss", [(r["iteration"], r["loss"]) for r in records if "loss" in r]),
-            "accuracy.png": ("validation top-1", [(r["iteration"], r["val_top1"]) for r in records if "val_top1" in r]),
+            PLOT_FILES[0]: ("training loss", [(r["iteration"], r["loss"]) for r in records if "loss" in r]),
+            PLOT_FILES[1]: ("validation top-1", [(r["iteration"], r["val_top1"]) for r in records if "val_top1" in r]),
         }
         for file_name, (label, points) in series.items():
             figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
@@ -104,8 +134,3 @@ class RunFolder:
             figure.savefig(buffer, format="png", bbox_inches="tight")
             plt.close(figure)
             self.plots.join(file_name).write_bytes_atomically(buffer.getvalue())
-
-
-def load_checkpoint(location: fs.Location) -> dict[str, Any]:
-    """A checkpoint, loaded without unpickling arbitrary objects (``weights_only``)."""
-    return torch.load(io.BytesIO(location.read_bytes()), map_location="cpu", weights_only=True)

@@ -19,12 +19,13 @@ import json
 from typing import Any
 
 import torch
-import yaml
 
 from torchonspark.datasets import fs
 from torchonspark.datasets.transforms import EVAL_RESIZE_RATIO, IMAGENET_MEAN, IMAGENET_STD
 from torchonspark.netdefs import NetDef, ResNet
+from torchonspark.netdefs.config import parse_yaml
 from torchonspark.netdefs.netdef import netdef_from_dict
+from torchonspark.sparkjobs.engine.checkpoint import load_tensors
 
 REQUIRED_MODEL_FILES = ("weights.pt", "netdef.yaml", "labels.json")  # what rebuilding the module needs
 MAX_EXPORT_BATCH = 4096
@@ -41,8 +42,8 @@ def preprocessing(crop_size: int) -> dict[str, Any]:
     }
 
 
-def export_model(net: ResNet, netdef: NetDef, labels: list[dict[str, Any]], target_url: str) -> fs.Location:
-    """Write the model folder at ``target_url`` (replacing one that is there)."""
+def export_model(net: ResNet, netdef: NetDef, labels: list[dict[str, Any]], target: fs.Location) -> fs.Location:
+    """Write the model folder at ``target`` (replacing one that is there)."""
     cpu_net = netdef.build()
     cpu_net.load_state_dict({key: value.detach().float().cpu() for key, value in net.state_dict().items()})
     cpu_net.eval()
@@ -56,7 +57,6 @@ def export_model(net: ResNet, netdef: NetDef, labels: list[dict[str, Any]], targ
         "preprocessing.json": (json.dumps(preprocessing(netdef.input_size), indent=1) + "\n").encode(),
         "model.pt2": _saved_program(program),
     }
-    target = fs.resolve(target_url)
     with fs.building(target) as temporary:
         for name, data in contents.items():
             temporary.join(name).write_bytes(data)
@@ -75,21 +75,25 @@ def _saved_program(program: torch.export.ExportedProgram) -> bytes:
     return buffer.getvalue()
 
 
-def load_model_folder(model_url: str) -> tuple[ResNet, NetDef, list[dict[str, Any]]]:
-    """Rebuild the trained module from an exported model folder (eval mode, on the CPU)."""
-    folder = fs.resolve(model_url)
+def check_model_folder(folder: fs.Location) -> None:
+    """Refuse a folder that is not an exported model, naming what it lacks."""
     missing = [name for name in REQUIRED_MODEL_FILES if not folder.join(name).exists()]
     if missing:
-        raise ValueError(f"{model_url} is not an exported model folder (missing {', '.join(missing)})")
-    netdef = netdef_from_dict(yaml.safe_load(folder.join("netdef.yaml").read_bytes()), f"{model_url}/netdef.yaml")
+        raise ValueError(f"--model {folder.url} is not an exported model folder (RUN/model of `torchonspark train`): "
+                         f"no {', '.join(missing)}")
+
+
+def load_model_folder(folder: fs.Location) -> tuple[ResNet, NetDef, list[dict[str, Any]]]:
+    """Rebuild the trained module from an exported model folder (eval mode, on the CPU)."""
+    check_model_folder(folder)
+    source = folder.join("netdef.yaml")
+    netdef = netdef_from_dict(parse_yaml(source.read_bytes(), source.url), source.url)
     net = netdef.build()
-    state = torch.load(io.BytesIO(folder.join("weights.pt").read_bytes()), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    net.load_state_dict(load_tensors(folder.join("weights.pt")))
     labels = json.loads(folder.join("labels.json").read_bytes())
     return net.eval(), netdef, labels
 
 
-def load_inference_program(model_url: str) -> torch.nn.Module:
+def load_inference_program(folder: fs.Location) -> torch.nn.Module:
     """The exported torch.export program as a callable module: images -> logits."""
-    data = fs.resolve(model_url).join("model.pt2").read_bytes()
-    return torch.export.load(io.BytesIO(data)).module()
+    return torch.export.load(io.BytesIO(folder.join("model.pt2").read_bytes())).module()

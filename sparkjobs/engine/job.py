@@ -1,17 +1,27 @@
-"""The train job's arguments, shared by the Spark driver (``torchonspark train``, ``spark-submit
-sparkjobs/train_resnet.py``) and the bare worker (``torchrun -m torchonspark.sparkjobs.train_worker``),
-and their validation into a ``TrainJob``, done before any worker starts. Does not import pyspark."""
+"""The train job's description (``TrainJob``), its command-line arguments, and their validation.
+
+One parser serves the Spark driver (``torchonspark train``, ``spark-submit sparkjobs/train_resnet.py``)
+and the bare worker (``torchrun -m torchonspark.sparkjobs.train_worker``). ``job_from_args`` checks
+everything that can be checked before a worker starts and resolves every input once: the recipe and
+its network, the data set's location and labels, the run folder, the initial weights. The job then
+travels to every worker as these values. Imports no Spark.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from torchonspark.datasets import fs
-from torchonspark.netdefs.cli import OneLineErrorParser
-from torchonspark.sparkjobs.recipe import load_recipe
-from torchonspark.sparkjobs.runfolder import RunFolder
-from torchonspark.sparkjobs.train_worker import TrainJob
+from torchonspark.netdefs import NetDef
+from torchonspark.sparkjobs.commandline import OneLineErrorParser
+from torchonspark.sparkjobs.engine.recipe import Recipe, load_recipe
+from torchonspark.sparkjobs.engine.runfolder import RunFolder
+
+DATA_PARTS = ("train", "val", "labels.json")  # what `torchonspark convert` writes and training reads
 
 # Recipe keys a flag may override: (flag, recipe key, type).
 OVERRIDES = (
@@ -26,6 +36,35 @@ OVERRIDES = (
 )
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a worker needs, resolved once on the driver and pickled to every barrier task."""
+
+    recipe: Recipe  # its model sized for the data's classes
+    data: fs.Location  # a converted data set: train/, val/, labels.json
+    labels: list[dict[str, Any]]  # the data set's labels.json
+    output: fs.Location  # the run folder
+    device: str = "cpu"  # "cpu" or "cuda"
+    threads: int = 1  # CPU threads for torch and for decoding
+    resume: bool = False
+    overwrite: bool = False  # replace an existing run folder once this run has finished
+    weights: fs.Location | None = None  # initial weights (a state dict file, or an exported model folder)
+
+    @property
+    def netdef(self) -> NetDef:
+        return self.recipe.model
+
+    def run_folder(self) -> RunFolder:
+        """Where this run writes. Replacing an existing run, it trains beside it and is published over
+        it at the end (RunFolder.publish): the old run stays whole until the new one is."""
+        if self.overwrite and self.output.exists():
+            return RunFolder(self.output.parent().join(f".{self.output.name}.replacing"), publish_to=self.output)
+        return RunFolder(self.output)
+
+    def replace(self, **changes: Any) -> TrainJob:
+        return dataclasses.replace(self, **changes)
+
+
 def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog=prog,
@@ -36,7 +75,7 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
     parser.add_argument("--data", required=True, help="a converted data set: OUTPUT of `torchonspark convert`")
     parser.add_argument("--output", required=True, help="the run folder (local path or URL)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder (once the new run has finished)")
     parser.add_argument("--weights", help="start from these weights (a .pt state dict or an exported model folder)")
     for flag, key, kind in OVERRIDES:
         parser.add_argument(flag, type=kind, dest=key, help=f"override the recipe's {key}")
@@ -52,12 +91,11 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
     return parser
 
 
-def check_data(data_url: str) -> list[dict]:
-    """The data set's labels, after checking it has what training needs."""
-    data = fs.resolve(data_url)
-    missing = [name for name in ("train", "val", "labels.json") if not data.join(name).exists()]
+def read_dataset_labels(data: fs.Location) -> list[dict[str, Any]]:
+    """A converted data set's labels, after checking it has what training needs."""
+    missing = [name for name in DATA_PARTS if not data.join(name).exists()]
     if missing:
-        raise ValueError(f"--data {data_url} is not a converted data set (missing {', '.join(missing)}); "
+        raise ValueError(f"--data {data.url} is not a converted data set (missing {', '.join(missing)}); "
                          "make one with `torchonspark convert`")
     return json.loads(data.join("labels.json").read_bytes())
 
@@ -76,22 +114,25 @@ def check_output(run: RunFolder, resume: bool, overwrite: bool, weights: str | N
 
 def job_from_args(args: argparse.Namespace, threads: int, device: str, check_output_folder: bool = True) -> TrainJob:
     """Validate everything that can be checked before a worker starts; raise ValueError naming the problem."""
-    recipe = load_recipe(args.conf).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
-    labels = check_data(args.data)
-    if check_output_folder:
-        check_output(RunFolder(args.output), args.resume, args.overwrite, args.weights)
-    if args.weights and not fs.resolve(args.weights).exists():
-        raise ValueError(f"--weights {args.weights}: no such file or folder")
     if threads < 1:
         raise ValueError(f"threads must be at least 1; got {threads}")
+    recipe = load_recipe(args.conf).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
+    data = fs.resolve(args.data)
+    labels = read_dataset_labels(data)
+    output = fs.resolve(args.output)
+    if check_output_folder:
+        check_output(RunFolder(output), args.resume, args.overwrite, args.weights)
+    weights = fs.resolve(args.weights) if args.weights else None
+    if weights is not None and not weights.exists():
+        raise ValueError(f"--weights {args.weights}: no such file or folder")
     return TrainJob(
-        recipe=recipe,
-        netdef=recipe.netdef(num_classes=len(labels)),
-        data_url=args.data,
-        output_url=args.output,
+        recipe=recipe.for_classes(len(labels)),
+        data=data,
+        labels=labels,
+        output=output,
         device=device,
         threads=threads,
         resume=args.resume,
         overwrite=args.overwrite,
-        weights=args.weights,
+        weights=weights,
     )

@@ -4,20 +4,24 @@ Keys use Caffe's solver names where Caffe had one (``base_lr``, ``lr_policy``, `
 ``gamma``, ``max_iter``, ``test_interval``, ``display``, ``snapshot``, ``mirror``), so the seed's
 users can read them. Loaded with ``yaml.safe_load`` into a frozen dataclass that checks every value
 and names the key that is wrong. Command-line flags override file values (``Recipe.replace``).
+
+The ``model`` key (a ``conf/models`` name, a netdef file, or a netdef's keys inline) is resolved into
+a ``NetDef`` once, when the recipe is loaded; from then on the recipe carries the network itself,
+sized for ``crop_size``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from torchonspark.netdefs import NetDef, load_model
-from torchonspark.netdefs.netdef import dataclass_from_mapping, netdef_from_dict
+from torchonspark.netdefs.config import dataclass_from_mapping, load_yaml
+from torchonspark.netdefs.netdef import netdef_from_dict
 
 LR_POLICIES = ("multistep", "cosine", "fixed")
 
@@ -26,7 +30,7 @@ LR_POLICIES = ("multistep", "cosine", "fixed")
 class Recipe:
     """What to train and how. Iterations count synchronous SGD steps of the whole job."""
 
-    model: str | dict[str, Any]  # a conf/models name, a netdef path, or the netdef's keys inline
+    model: NetDef  # input_size follows crop_size
     batch_size: int  # per worker
     base_lr: float
     max_iter: int | None = None  # give exactly one of max_iter and epochs
@@ -72,18 +76,16 @@ class Recipe:
             raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
         if self.scale_range is not None and not self.crop_size <= self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must satisfy crop_size <= low <= high; got {list(self.scale_range)}")
-        self.netdef()  # the model must exist and be valid
+        if self.model.input_size != self.crop_size:
+            object.__setattr__(self, "model", self.model.replace(input_size=self.crop_size))
 
-    def netdef(self, num_classes: int | None = None) -> NetDef:
-        """The network to train, sized for ``crop_size`` (and ``num_classes`` when given)."""
-        if isinstance(self.model, str):
-            netdef = load_model(self.model)
-        else:
-            netdef = netdef_from_dict({"name": "model", **self.model}, "the recipe's model")
-        changes: dict[str, Any] = {"input_size": self.crop_size}
-        if num_classes is not None:
-            changes["num_classes"] = num_classes
-        return netdef.replace(**changes)
+    def for_classes(self, num_classes: int) -> Recipe:
+        """This recipe with its network's classifier sized for a data set's classes."""
+        return dataclasses.replace(self, model=self.model.replace(num_classes=num_classes))
+
+    def iterations(self, per_epoch: int) -> int:
+        """The run's length in iterations, given the iterations of one epoch."""
+        return self.max_iter if self.max_iter is not None else self.epochs * per_epoch
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with ``changes`` (None values ignored, as from unset flags); validated again."""
@@ -96,6 +98,7 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["model"] = self.model.to_dict()
         data["stepvalue"] = list(self.stepvalue)
         data["scale_range"] = list(self.scale_range) if self.scale_range is not None else None
         return data
@@ -127,7 +130,7 @@ def _check_types(recipe: Recipe) -> None:
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise ValueError(f"{key} must be {names}; got {value!r}")
-    if not isinstance(recipe.model, (str, dict)):
+    if not isinstance(recipe.model, NetDef):
         raise ValueError(f"model must be a model name, a netdef path, or a mapping of netdef keys; got {recipe.model!r}")
     object.__setattr__(recipe, "stepvalue", _int_tuple("stepvalue", recipe.stepvalue, None))
     if recipe.scale_range is not None:
@@ -144,22 +147,31 @@ def _int_tuple(key: str, value: object, length: int | None) -> tuple[int, ...]:
     return tuple(value)
 
 
-def recipe_from_dict(data: object, source: str) -> Recipe:
+def resolve_model(model: object, inline_name: str, source: str) -> NetDef:
+    """The recipe's ``model`` value as a NetDef: a conf/models name, a netdef file, or inline keys
+    (an inline netdef without a name is named ``inline_name``)."""
+    if isinstance(model, NetDef):
+        return model
+    if isinstance(model, str):
+        try:
+            return load_model(model)
+        except ValueError as error:
+            raise ValueError(f"{source}: model: {error}") from None
+    if isinstance(model, Mapping):
+        return netdef_from_dict({"name": inline_name, **model}, f"{source}: model")
+    raise ValueError(f"{source}: model must be a model name, a netdef path, or a mapping of netdef keys; got {model!r}")
+
+
+def recipe_from_dict(data: object, source: str, inline_name: str = "model") -> Recipe:
+    if isinstance(data, Mapping) and "model" in data:
+        data = {**data, "model": resolve_model(data["model"], inline_name, source)}
     return dataclass_from_mapping(Recipe, data, source)
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read a recipe YAML file (a local path; recipes live beside the code, in conf/)."""
+    """Read a recipe YAML file (an inline netdef is named after the file)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ValueError(f"cannot read recipe {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if isinstance(data, dict) and isinstance(data.get("model"), dict):
-        data["model"] = {"name": path.stem, **data["model"]}  # an inline netdef is named after its recipe
-    return recipe_from_dict(data, str(path))
+    return recipe_from_dict(load_yaml(path), str(path), inline_name=path.stem)
 
 
 def learning_rate(recipe: Recipe, iteration: int, max_iter: int) -> float:

@@ -1,0 +1,31 @@
+"""What every command line of the jobs shares: the parser whose usage errors are one line, and the
+rule that a job's ValueError is a usage error too (one line on stderr, exit status 2), whether the job
+runs as ``torchonspark JOB``, as ``spark-submit sparkjobs/JOB.py`` or as the torchrun worker.
+Imports no Spark."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+Run = Callable[[argparse.Namespace], int]
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2, as argparse)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def run_job(run: Run, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        return run(args)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def job_main(get_args_parser: Callable[[], argparse.ArgumentParser], run: Run, argv: Sequence[str] | None) -> int:
+    parser = get_args_parser()
+    return run_job(run, parser.parse_args(argv), parser)

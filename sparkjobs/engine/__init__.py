@@ -1,0 +1,8 @@
+"""The training engine (imported as ``torchonspark.sparkjobs.engine``): everything a training or
+scoring process does, without Spark, so it also runs under plain torchrun on a machine with no JVM.
+
+``job`` (the job description and its arguments), ``recipe`` (the solver as data), ``worker`` (the
+training loop), ``distributed`` (device, process group, SGD step), ``checkpoint``, ``runfolder``,
+``export`` (the model folder) and ``scoring`` (top-k hits, a model over one shard). Imports neither
+pyspark nor petastorm, nor the jobs or the cluster glue (tested).
+"""

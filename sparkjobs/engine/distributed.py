@@ -1,0 +1,84 @@
+"""The device, the process group and the synchronous SGD step: what every rank of a DDP job does the
+same way, whether TorchDistributor or torchrun started it. Imports no Spark."""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import AbstractContextManager
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
+
+
+def cuda_index(local_rank: int, visible_gpus: int) -> int:
+    """Which of the visible GPUs a process uses. Under Spark each barrier task sees only the GPUs
+    Spark gave it (CUDA_VISIBLE_DEVICES), and runs one process (local rank 0): index 0, its own
+    GPU. Under torchrun on one multi-GPU machine, local rank r takes GPU r."""
+    if visible_gpus < 1:
+        raise ValueError("no GPU is visible to this process")
+    if local_rank >= visible_gpus:
+        raise ValueError(f"local rank {local_rank} has no GPU of its own: {visible_gpus} visible; start at most "
+                         f"{visible_gpus} processes per machine (torchrun --nproc_per_node)")
+    return local_rank
+
+
+def select_device(kind: str, local_rank: int) -> torch.device:
+    """The device this process trains on."""
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind != "cuda":
+        raise ValueError(f"device must be 'cpu' or 'cuda'; got {kind!r}")
+    if not torch.cuda.is_available():
+        raise RuntimeError("a GPU run was asked for but torch sees no GPU in this process (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')!r})")
+    return torch.device("cuda", cuda_index(local_rank, torch.cuda.device_count()))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group torchrun (or TorchDistributor) described in the environment; a
+    process started without one becomes a group of one. Returns (rank, world size)."""
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def autocast(device: torch.device, mixed_precision: bool = True) -> AbstractContextManager:
+    # bf16 on GPU (no loss scaling needed); plain fp32 on CPU.
+    if device.type == "cuda" and mixed_precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if images.device != device:
+        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+    return images, labels
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: torch.Tensor,
+               device: torch.device, mixed_precision: bool = True) -> torch.Tensor:
+    """One synchronous SGD step (DDP all-reduces the gradients inside backward); the loss, detached."""
+    images, targets = to_device(images, targets, device)
+    with autocast(device, mixed_precision):
+        loss = F.cross_entropy(model(images), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()

@@ -1,0 +1,273 @@
+"""The training worker: one torch.distributed process of a synchronous SGD job.
+
+Each barrier task of the train job runs ``train_worker`` (through TorchDistributor); it runs the
+same under plain torchrun (``sparkjobs/train_worker.py``), without Spark or a JVM. Every rank builds
+the net from the netdef, wraps it in DDP (nccl on GPU, gloo on CPU), reads its shard of the data and
+steps SGD in lockstep; rank 0 alone writes the run folder.
+
+The loop reads as named steps, as in torchvision's reference script: ``Trainer.__init__`` sets up
+(data, net, optimizer, resumed state), ``train`` runs ``train_one_epoch`` until the iteration budget
+is spent, and each step is followed by ``after_step`` (display, ``validate``, ``save_checkpoint``);
+``finish`` exports the model and writes the summary and plots. This module must not import pyspark.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from torchonspark.datasets.loader import ShardedLoader
+from torchonspark.datasets.transforms import EvalTransform, TrainTransform
+from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, load_tensors
+from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step
+from torchonspark.sparkjobs.engine.export import export_model
+from torchonspark.sparkjobs.engine.job import TrainJob
+from torchonspark.sparkjobs.engine.recipe import learning_rate
+from torchonspark.sparkjobs.engine.scoring import count_hits
+
+
+def train_worker(job: TrainJob) -> dict[str, Any] | None:
+    """Run this process's part of the job; rank 0 returns the summary, other ranks None."""
+    device = select_device(job.device, int(os.environ.get("LOCAL_RANK", "0")))
+    torch.set_num_threads(job.threads)
+    rank, world_size = init_distributed(device)
+    try:
+        summary = Trainer(job, device, rank, world_size).train()
+        # Leave together: a rank that tore down its end of the group while rank 0 was still writing
+        # the export was seen to abort (SIGABRT) at exit.
+        dist.barrier()
+        return summary
+    finally:
+        dist.destroy_process_group()
+
+
+class Clock:
+    """Training time: wall time less the pauses for validation and checkpoints, read in laps (one
+    per display interval) so that images/s and the ETA count only training."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._lap_started = self.started
+        self._paused = 0.0
+        self.training_seconds = 0.0
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        paused_at = time.monotonic()
+        try:
+            yield
+        finally:
+            self._paused += time.monotonic() - paused_at
+
+    def lap(self) -> float:
+        """Training seconds since the last lap."""
+        now = time.monotonic()
+        seconds = now - self._lap_started - self._paused
+        self._lap_started, self._paused = now, 0.0
+        self.training_seconds += seconds
+        return seconds
+
+    def wall_seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+class LossMeter:
+    """The mean training loss of a display interval over every rank: summed on the device, so the
+    loop never waits for the GPU, and all-reduced only when shown."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss total, steps
+        self._one = torch.ones((), dtype=torch.float64, device=device)
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.sums += torch.stack([loss.double(), self._one])
+
+    def reduce(self) -> tuple[float, float]:
+        """(mean loss, steps per rank) of the interval over every rank; starts a new interval."""
+        dist.all_reduce(self.sums)
+        total, steps = self.sums.tolist()
+        self.sums.zero_()
+        return total / steps, steps / dist.get_world_size()
+
+
+def _eta(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Trainer:
+    """One rank's training state and the steps that advance it."""
+
+    def __init__(self, job: TrainJob, device: torch.device, rank: int, world_size: int) -> None:
+        self.job, self.recipe, self.device, self.rank, self.world_size = job, job.recipe, device, rank, world_size
+        self.clock = Clock()
+        self.run = job.run_folder()
+        self.train_loader = ShardedLoader(job.data.join("train"), rank, world_size, self.recipe.batch_size,
+                                          TrainTransform(self.recipe.crop_size, self.recipe.scale_range, self.recipe.mirror),
+                                          train=True, seed=self.recipe.seed, decode_threads=job.threads)
+        self.val_loader = ShardedLoader(job.data.join("val"), rank, world_size, self.recipe.batch_size,
+                                        EvalTransform(self.recipe.crop_size), train=False, decode_threads=job.threads)
+        self.per_epoch = len(self.train_loader)
+        self.max_iter = self.recipe.iterations(self.per_epoch)
+        self.net = self._build_net()
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=self.recipe.base_lr, momentum=self.recipe.momentum,
+                                         weight_decay=self.recipe.weight_decay)
+        self.iteration = self._resume() if job.resume else 0
+        self.first_iteration = self.iteration
+        self.model = DistributedDataParallel(self.net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.losses = LossMeter(device)
+        self.last_validation: tuple[float, float] | None = None
+        self.validated_at: int | None = None
+
+    def _build_net(self) -> torch.nn.Module:
+        torch.manual_seed(self.recipe.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
+        net = self.job.netdef.build()
+        torch.manual_seed(self.recipe.seed + self.rank)  # but each rank its own dropout masks
+        if self.job.weights is not None and not self.job.resume:
+            kept_new = load_initial_weights(net, self.job.weights)
+            if self.rank == 0 and kept_new:
+                print(f"--weights: kept the new initialisation of {', '.join(kept_new)}", flush=True)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            net = net.to(self.device, memory_format=torch.channels_last)
+        return net
+
+    def _resume(self) -> int:
+        """Load the latest checkpoint into the net, the optimizer and this rank's RNG; its iteration."""
+        latest = self.run.latest_checkpoint()
+        if latest is None:
+            raise ValueError(f"--resume: {self.run.checkpoints.url} holds no checkpoint")
+        state = load_tensors(latest)
+        check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"][self.rank])
+        if self.device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state(state["cuda_rng"][self.rank], self.device)
+        return state["iteration"]
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any] | None:
+        """Train to the end of the budget; rank 0 returns the summary."""
+        if self.rank == 0:
+            self.run.create()
+            if self.job.resume:
+                self.run.keep_metrics_through(self.iteration)
+            print(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
+                  f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images", flush=True)
+        while self.iteration < self.max_iter:
+            self.train_one_epoch()
+        if self.validated_at != self.iteration:
+            self.validate()
+        self.save_checkpoint()
+        return self.finish() if self.rank == 0 else None
+
+    def train_one_epoch(self) -> None:
+        """The rest of the current epoch (from where a resumed run left it), or up to the budget."""
+        epoch, offset = divmod(self.iteration, self.per_epoch)
+        self.train_loader.set_epoch(epoch, offset)
+        for images, targets in self.train_loader:
+            lr = learning_rate(self.recipe, self.iteration, self.max_iter)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.losses.add(train_step(self.model, self.optimizer, images, targets, self.device))
+            self.iteration += 1
+            self.after_step(epoch, lr)
+            if self.iteration == self.max_iter:
+                break
+
+    def after_step(self, epoch: int, lr: float) -> None:
+        """What the recipe schedules after a step: a display line, a validation, a checkpoint."""
+        recipe, iteration = self.recipe, self.iteration
+        if iteration % recipe.display == 0 or iteration == self.max_iter:
+            self.display(epoch, lr)
+        if recipe.test_interval and iteration % recipe.test_interval == 0:
+            with self.clock.paused():
+                self.validate()
+        if recipe.snapshot and iteration % recipe.snapshot == 0 and iteration < self.max_iter:
+            with self.clock.paused():
+                self.save_checkpoint()
+
+    # --- the steps -----------------------------------------------------------------------------------
+
+    def display(self, epoch: int, lr: float) -> None:
+        mean_loss, steps = self.losses.reduce()
+        seconds = self.clock.lap()
+        speed = steps * self.world_size * self.recipe.batch_size / seconds
+        if self.rank != 0:
+            return
+        self.run.append_metrics({"iteration": self.iteration, "epoch": epoch, "loss": mean_loss, "lr": lr,
+                                 "images_per_sec": speed, "elapsed": self.clock.wall_seconds()})
+        eta = (self.max_iter - self.iteration) * seconds / max(steps, 1)
+        top = f"  val top-1 {self.last_validation[0]:.4f}" if self.last_validation else ""
+        print(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
+              f"{speed:.0f} img/s  ETA {_eta(eta)}{top}", flush=True)
+
+    def validate(self) -> tuple[float, float]:
+        """Top-1 and top-5 over the whole val split: each rank counts its shard, the counts are summed."""
+        # DDP gives every rank rank 0's BatchNorm statistics at the start of each forward, and each rank
+        # then updates its own copy with its own batch: without this, ranks would score with different
+        # statistics from the ones rank 0 checkpoints and exports.
+        for buffer in self.net.buffers():
+            dist.broadcast(buffer, src=0)
+        self.net.eval()
+        counts = torch.zeros(3, dtype=torch.float64, device=self.device)
+        with torch.no_grad(), autocast(self.device):
+            for images, labels in self.val_loader:
+                images, labels = to_device(images, labels, self.device)
+                top1, top5 = count_hits(self.net(images), labels)
+                counts += torch.stack([top1, top5, torch.tensor(len(labels), device=self.device)]).double()
+        dist.all_reduce(counts)
+        self.net.train()
+        top1, top5, images = counts.tolist()
+        self.last_validation, self.validated_at = (top1 / images, top5 / images), self.iteration
+        if self.rank == 0:
+            self.run.append_metrics({"iteration": self.iteration, "epoch": (self.iteration - 1) // self.per_epoch,
+                                     "val_top1": top1 / images, "val_top5": top5 / images})
+        return self.last_validation
+
+    def save_checkpoint(self) -> None:
+        """Rank 0 writes what a restart needs, every rank's RNG state included."""
+        rng = [None] * self.world_size
+        dist.all_gather_object(rng, torch.get_rng_state())
+        cuda_rng = None
+        if self.device.type == "cuda":
+            cuda_rng = [None] * self.world_size
+            dist.all_gather_object(cuda_rng, torch.cuda.get_rng_state(self.device))
+        if self.rank == 0:
+            state = checkpoint_state(self.net, self.optimizer, self.iteration, (self.iteration - 1) // self.per_epoch, rng,
+                                     cuda_rng, self.world_size, self.recipe.batch_size, self.recipe.to_dict(), self.job.netdef)
+            self.run.save_checkpoint(state, self.iteration, self.recipe.keep_snapshots)
+
+    def finish(self) -> dict[str, Any]:
+        """Rank 0: the exported model, the summary and the plots; then the run is published."""
+        export_model(self.net, self.job.netdef, self.job.labels, self.run.model)
+        top1, top5 = self.last_validation
+        images_trained = (self.iteration - self.first_iteration) * self.world_size * self.recipe.batch_size
+        summary = {
+            "val_top1": top1,
+            "val_top5": top5,
+            "world_size": self.world_size,
+            "iterations": self.iteration,
+            "epochs": self.iteration / self.per_epoch,
+            "train_images_per_sec": images_trained / self.clock.training_seconds if self.clock.training_seconds else None,
+            "wall_seconds": self.clock.wall_seconds(),
+            "model": self.job.netdef.to_dict(),
+            "recipe": self.recipe.to_dict(),
+            "device": self.device.type,
+            "resumed_from": self.first_iteration or None,
+        }
+        self.run.write_summary(summary)
+        self.run.write_plots()
+        self.run.publish()
+        print(f"done: val top-1 {top1:.4f}, top-5 {top5:.4f}; model in {self.run.final.join('model').url}", flush=True)
+        return summary
