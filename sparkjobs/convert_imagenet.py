@@ -30,7 +30,7 @@ from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert
 from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
 from torchonspark.datasets.loader import list_row_groups
 from torchonspark.datasets.schema import ImageSchema, image_row
-from torchonspark.sparkjobs.cluster.session import get_spark
+from torchonspark.sparkjobs.cluster.session import spark_session
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 
 DEFAULT_ROW_GROUP_MB = 32
@@ -143,8 +143,11 @@ def convert_imagenet(
     overwrite: bool = False,
     seed: int = 0,
     spark: SparkSession | None = None,
+    master: str | None = None,
 ) -> dict[str, object]:
     """Convert ROOT's train/ and val/ into OUTPUT; return the report (also written as report.json).
+    Runs on ``spark``, or on a session of its own on ``master`` that starts after the checks and
+    stops at the end.
 
     Raises ValueError for input that cannot be converted, before any Spark work where it can tell.
     """
@@ -154,22 +157,24 @@ def convert_imagenet(
     target = fs.resolve(output)
     fs.refuse_existing(target, overwrite, "OUTPUT")
     tree = list_imagenet(root, val_labels, synset_words)
-    return convert_tree(tree, target, resize_shorter, jpeg_quality, row_group_mb, num_files, seed, spark)
+    if spark is not None:
+        return convert_tree(tree, target, spark, resize_shorter, jpeg_quality, row_group_mb, num_files, seed)
+    with spark_session("torchonspark convert", master) as own:
+        return convert_tree(tree, target, own, resize_shorter, jpeg_quality, row_group_mb, num_files, seed)
 
 
 def convert_tree(
     tree: ImageNetTree,
     target: fs.Location,
+    spark: SparkSession,
     resize_shorter: int | None = None,
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     row_group_mb: int = DEFAULT_ROW_GROUP_MB,
     num_files: int | None = None,
     seed: int = 0,
-    spark: SparkSession | None = None,
 ) -> dict[str, object]:
-    """Convert an already-listed tree into ``target`` (see ``convert_imagenet``)."""
+    """Convert an already-listed tree into ``target`` on ``spark`` (see ``convert_imagenet``)."""
     started = time.monotonic()
-    spark = spark or get_spark("torchonspark convert")
     with fs.building(target) as temporary:
         splits = {
             name: convert_split(
@@ -241,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         num_files=args.num_files,
         overwrite=args.overwrite,
         seed=args.seed,
-        spark=get_spark("torchonspark convert", args.master),
+        master=args.master,
     )
     print("\n".join(convert_report_lines(report)))
     return 0

@@ -15,10 +15,12 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 
+from pyspark.sql import SparkSession
+
 from torchonspark.datasets import fs
 from torchonspark.datasets.digits import make_digits
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch
-from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 from torchonspark.sparkjobs.convert_imagenet import convert_imagenet, convert_report_lines
 from torchonspark.sparkjobs.engine import job as train_job
@@ -53,9 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if root.exists():
         root.fs.delete_dir(root.path)
     root.fs.create_dir(root.path)
-    digits, parquet, run_folder, result = (root.join(name) for name in ("digits", "digits-parquet", "run", "eval.json"))
-    spark = get_spark("torchonspark demo", args.master)
+    with spark_session("torchonspark demo", args.master) as spark:
+        status = _demo(spark, root, args)
+    print(f"demo took {time.monotonic() - started:.0f} s")
+    return status
 
+
+def _demo(spark: SparkSession, root: fs.Location, args: argparse.Namespace) -> int:
+    digits, parquet, run_folder, result = (root.join(name) for name in ("digits", "digits-parquet", "run", "eval.json"))
     print(f"1/4 make-digits {digits.url}")
     make_digits(digits.url)
     print(f"2/4 convert {digits.url} {parquet.url}")
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"val top-1 {evaluation['top1']:.4f} ({evaluation['correct_top1']}/{evaluation['images']}), "
           f"top-5 {evaluation['top5']:.4f} -> {result.url}")
     plots = ", ".join(run_folder.join(PLOTS, name).url for name in PLOT_FILES)
-    print(f"plots: {plots}; demo took {time.monotonic() - started:.0f} s")
+    print(f"plots: {plots}")
     return 0
 
 

@@ -152,7 +152,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from torchonspark.sparkjobs.cluster.session import get_spark
+    from torchonspark.sparkjobs.cluster.session import spark_session
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1; got {args.workers}")
@@ -160,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
     if not java.ok:  # no JVM, no Spark session: report it alone
         print(java.line())
         return 1
-    spark = get_spark("torchonspark doctor", args.master)
-    checks = run_checks(spark_conf(spark), os.environ, args.data, args.workers, registered_executor_cores(spark),
-                        torch.cuda.device_count(), java)
+    with spark_session("torchonspark doctor", args.master) as spark:
+        checks = run_checks(spark_conf(spark), os.environ, args.data, args.workers, registered_executor_cores(spark),
+                            torch.cuda.device_count(), java)
     print("\n".join(check.line() for check in checks))
     failed = [check for check in checks if not check.ok]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")

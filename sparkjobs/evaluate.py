@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from torchonspark.datasets import fs
-from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
 from torchonspark.sparkjobs.cluster.shards import on_shards, shard_count
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 from torchonspark.sparkjobs.engine.export import check_model_folder
@@ -83,7 +83,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     model, split_data, output = check_scoring_arguments(args)
-    result = evaluate(get_spark("torchonspark evaluate", args.master), model, split_data, args.workers, args.batch_size)
+    with spark_session("torchonspark evaluate", args.master) as spark:
+        result = evaluate(spark, model, split_data, args.workers, args.batch_size)
     output.write_text_atomically(json.dumps(result, indent=2) + "\n")
     print(f"{args.split}: top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} over {result['images']} images -> {output.url}")
     return 0

@@ -19,7 +19,7 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, StructField, StructType
 
 from torchonspark.datasets import fs
-from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
 from torchonspark.sparkjobs.cluster.shards import on_shards, shard_count
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 from torchonspark.sparkjobs.engine.export import check_model_folder
@@ -70,8 +70,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     model, split_data, output = check_scoring_arguments(args)
-    result = extract_features(get_spark("torchonspark features", args.master), model, split_data, output,
-                              args.workers, args.batch_size, args.overwrite)
+    with spark_session("torchonspark features", args.master) as spark:
+        result = extract_features(spark, model, split_data, output, args.workers, args.batch_size, args.overwrite)
     print(f"{args.split}: {result['rows']} rows of features -> {output.url}")
     return 0
 

@@ -18,9 +18,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pyspark.sql import SparkSession
+
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch, use_gpus
 from torchonspark.sparkjobs.cluster.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
-from torchonspark.sparkjobs.cluster.session import get_spark, task_cpus
+from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
 from torchonspark.sparkjobs.commandline import job_main
 from torchonspark.sparkjobs.engine import job as train_job
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
@@ -46,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1; got {args.workers}")
     job = train_job.job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
-    spark = get_spark("torchonspark train", args.master)
+    with spark_session("torchonspark train", args.master) as spark:
+        return _train_on(spark, job, args)
+
+
+def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Namespace) -> int:
     conf = spark_conf(spark)
     gpu = use_gpus(conf, args.gpu, args.cpu)
     job = job.replace(threads=task_cpus(spark), device="cuda" if gpu else "cpu")

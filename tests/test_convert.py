@@ -52,7 +52,7 @@ def messy(spark, tmp_path_factory):
     tree = list_imagenet(str(root))
     gone.unlink()
     output = tmp_path_factory.mktemp("out") / "pq"
-    report = convert_tree(tree, fs.resolve(str(output)), spark=spark)
+    report = convert_tree(tree, fs.resolve(str(output)), spark)
     return root, output, report
 
 

@@ -1,10 +1,12 @@
-"""The Spark session every driver uses."""
+"""The Spark session every driver uses, and its end: a job stops what it started, so that the JVM of
+``spark-submit JOB.py`` exits (on YARN, an application that never finishes holds its containers)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -35,6 +37,31 @@ def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+@contextmanager
+def spark_session(app_name: str, master: str | None = None) -> Iterator[SparkSession]:
+    """The session a job runs in, stopped when the job ends, whether it succeeded or failed, if the
+    job started it. A session that was already active (the caller's, a test suite's) is left running."""
+    started_here = SparkSession.getActiveSession() is None
+    spark = get_spark(app_name, master)
+    try:
+        yield spark
+    finally:
+        if started_here:
+            stop_spark(spark)
+
+
+def stop_spark(spark: SparkSession) -> None:
+    """Stop the session and what it leaves behind that would keep the JVM alive. A barrier task's
+    ``barrier()``/``allGather()`` starts a timer thread that is not a daemon and that nothing ever
+    cancels (Spark 3.5's BarrierTaskContext); on local masters that task ran in the driver's JVM, so
+    spark-submit would wait for it forever after the job returned."""
+    jvm = spark.sparkContext._jvm  # noqa: SLF001 (the gateway outlives the context)
+    spark.stop()
+    if jvm is not None:
+        barrier_context = getattr(jvm.org.apache.spark, "BarrierTaskContext$").__getattr__("MODULE$")
+        getattr(barrier_context, "org$apache$spark$BarrierTaskContext$$timer")().cancel()
 
 
 def task_cpus(spark: SparkSession) -> int:

@@ -1,0 +1,63 @@
+"""Every job file run the way a cluster user runs it, `spark-submit --master local[2] sparkjobs/JOB.py`:
+the JVM exits when the job ends, with the job's exit status, on success and on failure. (A job that
+left its Spark session or a barrier task's timer thread running kept spark-submit alive for good; on
+YARN that is an application that never finishes.)"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")
+EXIT_TIMEOUT_S = 240  # far more than any of these jobs needs; a job whose JVM stays alive hits it
+TINY = """model: {name: tiny, main_branch: normal, num_output_stage1: 8, blocks: [1, 1, 1, 1], fc_layers: false}
+batch_size: 16
+base_lr: 0.05
+max_iter: 2
+crop_size: 16
+scale_range: [16, 20]
+mirror: false
+display: 1
+"""
+
+
+def spark_submit(job: str, *args: str) -> subprocess.CompletedProcess:
+    command = [str(SPARK_SUBMIT), "--master", "local[2]", "--conf", "spark.ui.enabled=false", str(REPO / "sparkjobs" / job), *args]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    try:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"spark-submit {job} {' '.join(args)} did not exit within {EXIT_TIMEOUT_S} s")
+
+
+def test_every_job_file_exits_under_spark_submit_with_its_status(digits_parquet, tmp_path):
+    data, _ = digits_parquet
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY)
+    not_weights = tmp_path / "not-weights.pt"
+    not_weights.write_bytes(b"not a torch file")
+    run = tmp_path / "run"
+    outcomes = {
+        "make_digits": spark_submit("make_digits.py", str(tmp_path / "digits"), "--size", "16"),
+        "train": spark_submit("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"),
+        "train, a worker failing": spark_submit("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output",
+                                                str(tmp_path / "failed"), "--workers", "2", "--weights", str(not_weights)),
+        "evaluate": spark_submit("evaluate.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "e.json")),
+        "features": spark_submit("features.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "f")),
+        "doctor": spark_submit("doctor.py", "--workers", "2"),
+        "convert, a usage error": spark_submit("convert_imagenet.py", str(tmp_path / "digits"), str(data)),
+        "pack_env, a usage error": spark_submit("pack_env.py", str(tmp_path / "env.zip")),
+    }
+    statuses = {job: result.returncode for job, result in outcomes.items()}
+    assert statuses == {"make_digits": 0, "train": 0, "train, a worker failing": 1, "evaluate": 0, "features": 0, "doctor": 0,
+                        "convert, a usage error": 2, "pack_env, a usage error": 2}, {
+        job: (result.stdout + result.stderr)[-1500:] for job, result in outcomes.items() if result.returncode != statuses[job]}
+    # spark-submit's PythonRunner merges the Python driver's stderr into its own stdout
+    assert "top-1" in outcomes["evaluate"].stdout and (tmp_path / "e.json").exists()
+    assert "already exists" in outcomes["convert, a usage error"].stdout
+    assert "a worker failed" in outcomes["train, a worker failing"].stdout
