@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow dist venv check-java constraints clean bench-deps
+.PHONY: demo test test-slow dist venv check-java constraints clean bench-deps minicluster minicluster-jar
 
 demo: check-java $(STAMP)
 	$(VENV)/bin/torchonspark demo demo-out --overwrite
@@ -36,6 +36,31 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 # Extra packages that only benchmarks/decode.py compares (not needed by the jobs or the tests).
 bench-deps: $(STAMP)
 	$(VPY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+
+# A Hadoop mini cluster on this machine (tests/minicluster/: HDFS with 2 DataNodes and YARN with 2
+# NodeManagers offering yarn.io/gpu, in one JVM), to try the YARN path: it writes the client
+# configuration to build/hadoop-conf/, prints its ready line and the HADOOP_CONF_DIR to export, and runs
+# until Ctrl-C or SIGTERM; it ignores stdin, so `make minicluster &` works too (a background job that
+# read the terminal would be stopped). Every start is a fresh, empty cluster (data and logs under
+# build/minicluster/).
+# Maven builds it once and records the classpath; it then starts with plain java, with no Maven (and
+# no network) at run time. The classpath argfile is the stamp: written last, so that a failed build
+# leaves none and the next make retries. (Defined before the rules: make expands prerequisites as it
+# reads them.)
+MINICLUSTER := tests/minicluster
+MINICLUSTER_STAMP := $(MINICLUSTER)/target/classpath.args
+
+minicluster: check-java $(MINICLUSTER_STAMP)
+	java @$(MINICLUSTER)/jvm.options @$(MINICLUSTER_STAMP) torchonspark.minicluster.MiniCluster \
+		--conf-dir $(abspath build/hadoop-conf) --base-dir $(abspath build/minicluster) --ignore-stdin
+
+minicluster-jar: $(MINICLUSTER_STAMP)
+
+$(MINICLUSTER_STAMP): $(MINICLUSTER)/pom.xml $(shell find $(MINICLUSTER)/src -type f)
+	@command -v mvn >/dev/null 2>&1 || { echo "Maven was not found: the mini cluster is built with Maven 3 (e.g. 'apt-get install maven')"; exit 1; }
+	@echo "Building the Hadoop mini cluster (the first build downloads about 130 MB into ~/.m2)"
+	mvn -q -B -f $(MINICLUSTER)/pom.xml package dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+	printf -- '-cp "%s:%s"\n' "$(abspath $(MINICLUSTER))/target/minicluster.jar" "$$(cat $(MINICLUSTER)/target/classpath.txt)" > $@
 
 # Spark needs a JVM; say so plainly instead of letting py4j fail later.
 check-java:

@@ -1,0 +1,159 @@
+"""The Hadoop mini cluster of tests/minicluster/ (HDFS and YARN in one JVM on this machine) as a child
+process, for tests and for trying the YARN path. `make minicluster-jar` builds it; this only starts it,
+waits for its ready line and stops it.
+
+    with MiniCluster(work_dir) as cluster:
+        subprocess.run(["spark-submit", "--master", "yarn", ...], env=cluster.env(), check=True)
+
+In tests, the session fixture `hadoop_cluster` (import it into conftest.py) gives one cluster to all.
+"""
+
+import os
+import selectors
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+MINICLUSTER = Path(__file__).resolve().parent / "minicluster"
+JVM_OPTIONS = MINICLUSTER / "jvm.options"
+CLASSPATH_ARGS = MINICLUSTER / "target" / "classpath.args"  # written by `make minicluster-jar`
+MAIN_CLASS = "torchonspark.minicluster.MiniCluster"
+
+
+class MiniClusterError(RuntimeError):
+    """The mini cluster could not be started: the message says why and ends with its stderr."""
+
+
+class MiniCluster:
+    """One mini cluster: HDFS (2 DataNodes) and YARN (2 NodeManagers, each offering nm_gpus of
+    yarn.io/gpu) under work_dir: conf/ (the HADOOP_CONF_DIR of clients), data/ (HDFS blocks, container
+    folders and logs, minicluster.log) and minicluster.stderr."""
+
+    def __init__(
+        self,
+        work_dir,
+        *,
+        nm_memory_mb: int = 4096,
+        nm_vcores: int = 4,
+        nm_gpus: int = 2,
+        start_timeout_s: float = 120.0,
+        stop_timeout_s: float = 60.0,
+    ):
+        self.work_dir = Path(work_dir).resolve()
+        self.conf_dir = self.work_dir / "conf"
+        self.data_dir = self.work_dir / "data"
+        self.stderr_path = self.work_dir / "minicluster.stderr"
+        self.flags = ["--nm-memory-mb", str(nm_memory_mb), "--nm-vcores", str(nm_vcores), "--nm-gpus", str(nm_gpus)]
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.hdfs_url = None  # hdfs://localhost:PORT, once started
+        self.rm_address = None  # localhost:PORT of the ResourceManager, once started
+        self._process = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def env(self, base=None) -> dict:
+        """An environment for clients (spark-submit, a Hadoop client): base (os.environ by default)
+        with the cluster's configuration folder."""
+        env = dict(os.environ if base is None else base)
+        env["HADOOP_CONF_DIR"] = str(self.conf_dir)
+        env["YARN_CONF_DIR"] = str(self.conf_dir)
+        return env
+
+    def start(self) -> None:
+        if self._process is not None:
+            raise MiniClusterError("this mini cluster is already started")
+        if not CLASSPATH_ARGS.exists():
+            raise MiniClusterError(f"{CLASSPATH_ARGS} is missing: build the mini cluster first with `make minicluster-jar`")
+        java = shutil.which("java")
+        if java is None:
+            raise MiniClusterError("java was not found on PATH: the mini cluster needs Java 17")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        command = [java, f"@{JVM_OPTIONS}", f"@{CLASSPATH_ARGS}", MAIN_CLASS,
+                   "--conf-dir", str(self.conf_dir), "--base-dir", str(self.data_dir), *self.flags]
+        # stderr to a file, not a pipe: nobody reads it while the cluster runs, and a full pipe would
+        # block the JVM. stdin is the lifeline: the JVM stops when it closes, even if this process dies.
+        with open(self.stderr_path, "wb") as stderr:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=self.work_dir
+            )
+        try:
+            fields = self._wait_for_ready_line()
+        except BaseException:
+            self.stop()
+            raise
+        self.hdfs_url = fields["hdfs"]
+        self.rm_address = fields["rm"]
+
+    def _wait_for_ready_line(self) -> dict:
+        """READY hdfs=URL rm=HOST:PORT -> {"hdfs": URL, "rm": HOST:PORT}; bounded in time and size."""
+        deadline = time.monotonic() + self.start_timeout_s
+        received = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            while b"\n" not in received:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MiniClusterError(self._failure(f"was not ready within {self.start_timeout_s:.0f} s"))
+                if not selector.select(timeout=min(remaining, 1.0)):
+                    continue
+                chunk = os.read(self._process.stdout.fileno(), 4096)
+                if not chunk:  # stdout closed: the JVM is exiting
+                    self._process.wait(timeout=10)
+                    raise MiniClusterError(self._failure(f"exited with status {self._process.returncode} before it was ready"))
+                received += chunk
+                if len(received) > 65536:
+                    raise MiniClusterError(self._failure("wrote something other than its ready line on stdout"))
+        line = received.split(b"\n", 1)[0].decode()
+        words = line.split()
+        if not words or words[0] != "READY":
+            raise MiniClusterError(self._failure(f"wrote {line!r} instead of its ready line"))
+        fields = dict(word.split("=", 1) for word in words[1:] if "=" in word)
+        if not {"hdfs", "rm"} <= fields.keys():
+            raise MiniClusterError(self._failure(f"wrote an incomplete ready line {line!r}"))
+        return fields
+
+    def _failure(self, what: str, lines: int = 40) -> str:
+        try:
+            tail = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = ["(no stderr)"]
+        return (f"the Hadoop mini cluster {what} (its full log: {self.data_dir / 'minicluster.log'}); "
+                f"the end of {self.stderr_path}:\n" + "\n".join(tail))
+
+    def stop(self) -> None:
+        """Close stdin (the cluster stops YARN's containers, then itself), then SIGTERM, then SIGKILL,
+        each after a bounded wait. Safe to call twice."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.stdin.close()
+        except OSError:
+            pass  # it is gone already
+        try:
+            process.wait(timeout=self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        finally:
+            process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def hadoop_cluster(tmp_path_factory):
+    """HDFS and YARN for the whole session (started at first use, about 10 s), stopped at its end."""
+    with MiniCluster(tmp_path_factory.mktemp("hadoop")) as cluster:
+        yield cluster

@@ -1,0 +1,349 @@
+package torchonspark.minicluster;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileUtil;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.hadoop.util.ShutdownHookManager;
+import org.apache.hadoop.yarn.conf.YarnConfiguration;
+import org.apache.hadoop.yarn.server.MiniYARNCluster;
+import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
+
+/**
+ * HDFS (a NameNode and DataNodes) and YARN (a ResourceManager and NodeManagers) in one JVM, for the
+ * tests and for trying the YARN path on one machine. Started by `make minicluster` or tests/hadoop.py:
+ *
+ * <pre>
+ *   java @tests/minicluster/jvm.options @tests/minicluster/target/classpath.args \
+ *       torchonspark.minicluster.MiniCluster --conf-dir DIR --base-dir DIR [options]
+ * </pre>
+ *
+ * Stdout carries one line, once both clusters serve and the client configuration is written:
+ * {@code READY hdfs=hdfs://localhost:PORT rm=localhost:PORT}.
+ * Errors go to stderr, everything else to BASE_DIR/minicluster.log. It stops when its stdin closes
+ * (so a parent that dies cannot leave it behind) or on SIGTERM / Ctrl-C.
+ */
+public final class MiniCluster {
+
+  private static final String USAGE = String.join("\n",
+      "usage: MiniCluster --conf-dir DIR --base-dir DIR [--datanodes N] [--nodemanagers N]",
+      "                   [--nm-memory-mb MB] [--nm-vcores N] [--nm-gpus N] [--ignore-stdin]",
+      "  --conf-dir      where core-site.xml, hdfs-site.xml, yarn-site.xml and resource-types.xml",
+      "                  are written: the HADOOP_CONF_DIR of clients",
+      "  --base-dir      data and logs (HDFS is formatted afresh by each start)",
+      "  --nm-memory-mb  memory each NodeManager offers (default 4096: a Spark AM and two executors)",
+      "  --nm-gpus       yarn.io/gpu each NodeManager offers (default 2; counted, no real GPU needed)",
+      "  --ignore-stdin  run until SIGTERM / Ctrl-C only (for a background job with no stdin)");
+
+  private static final String GPU = "yarn.io/gpu";
+
+  /** The flags; plain parsing, one value each. */
+  static final class Options {
+    File confDir;
+    File baseDir;
+    int dataNodes = 2;
+    int nodeManagers = 2;
+    int nmMemoryMb = 4096;
+    int nmVcores = 4;
+    int nmGpus = 2;
+    boolean ignoreStdin = false;
+
+    static Options parse(String[] args) {
+      Options options = new Options();
+      for (int i = 0; i < args.length; i++) {
+        String flag = args[i];
+        if (flag.equals("--ignore-stdin")) {
+          options.ignoreStdin = true;
+          continue;
+        }
+        if (i + 1 >= args.length) {
+          throw new IllegalArgumentException(flag + " needs a value");
+        }
+        String value = args[++i];
+        switch (flag) {
+          case "--conf-dir": options.confDir = new File(value).getAbsoluteFile(); break;
+          case "--base-dir": options.baseDir = new File(value).getAbsoluteFile(); break;
+          case "--datanodes": options.dataNodes = atLeast(1, flag, value); break;
+          case "--nodemanagers": options.nodeManagers = atLeast(1, flag, value); break;
+          case "--nm-memory-mb": options.nmMemoryMb = atLeast(1, flag, value); break;
+          case "--nm-vcores": options.nmVcores = atLeast(1, flag, value); break;
+          case "--nm-gpus": options.nmGpus = atLeast(0, flag, value); break;
+          default: throw new IllegalArgumentException("unknown flag " + flag);
+        }
+      }
+      if (options.confDir == null || options.baseDir == null) {
+        throw new IllegalArgumentException("--conf-dir and --base-dir are required");
+      }
+      return options;
+    }
+
+    private static int atLeast(int least, String flag, String value) {
+      int number;
+      try {
+        number = Integer.parseInt(value);
+      } catch (NumberFormatException e) {
+        throw new IllegalArgumentException(flag + " takes a whole number, not " + value);
+      }
+      if (number < least) {
+        throw new IllegalArgumentException(flag + " must be at least " + least + ", not " + value);
+      }
+      return number;
+    }
+  }
+
+  private final Options options;
+  private boolean yarnStopped = false;
+  private MiniDFSCluster dfs;
+  private MiniYARNCluster yarn;
+  private String hdfsUrl;
+
+  private MiniCluster(Options options) {
+    this.options = options;
+  }
+
+  public static void main(String[] args) throws Exception {
+    Options options;
+    try {
+      options = Options.parse(args);
+    } catch (IllegalArgumentException e) {
+      System.err.println("MiniCluster: " + e.getMessage() + "\n" + USAGE);
+      System.exit(2);
+      return;
+    }
+    // Hadoop prints a few lines to System.out itself; stdout must stay the ready line alone.
+    PrintStream readyOut = System.out;
+    System.setOut(System.err);
+
+    options.baseDir.mkdirs();
+    // Read by log4j.properties and by MiniYARNCluster (its work dir): both must be set before the
+    // first Hadoop class loads, or NodeManager dirs land in ./target of whatever the cwd is.
+    System.setProperty("minicluster.log.dir", options.baseDir.getPath());
+    System.setProperty("test.build.data", new File(options.baseDir, "yarn").getPath());
+    // Jetty unpacks each web app (7 of them) into the temporary folder: keep them with the rest, and
+    // drop those of a previous run stopped by a signal (HDFS's web apps do not clean up then).
+    File tmp = new File(options.baseDir, "tmp");
+    FileUtil.fullyDelete(tmp);
+    tmp.mkdirs();
+    System.setProperty("java.io.tmpdir", tmp.getPath());
+    // The shaded Jersey and Guice log through java.util.logging, to stderr, a dozen lines per web app.
+    java.util.logging.Logger.getLogger("").setLevel(java.util.logging.Level.SEVERE);
+
+    MiniCluster cluster = new MiniCluster(options);
+    // On a signal only YARN is stopped, as its containers are processes of their own that would
+    // outlive the JVM; HDFS dies with the JVM (its DataNodes cannot shut down inside a shutdown hook,
+    // and the next start formats it anyway). Through Hadoop's hook manager, ahead of its
+    // FileSystem-cache hook (priority 10), and bounded, so a hung stop cannot keep the JVM alive.
+    ShutdownHookManager.get().addShutdownHook(cluster::stopYarn, 100, 60, TimeUnit.SECONDS);
+    try {
+      cluster.start();
+      cluster.writeClientConf();
+    } catch (Throwable t) {
+      System.err.println("MiniCluster: failed to start: " + t);
+      t.printStackTrace();
+      System.exit(1);
+    }
+    readyOut.println(cluster.readyLine());
+    readyOut.flush();
+    System.err.println("MiniCluster: up. Clients use: export HADOOP_CONF_DIR=" + options.confDir
+        + "\nMiniCluster: logs in " + options.baseDir + " (container logs under yarn/); stop with "
+        + (options.ignoreStdin ? "Ctrl-C or SIGTERM" : "Ctrl-C, SIGTERM or by closing stdin (Ctrl-D)"));
+
+    if (options.ignoreStdin) {
+      new CountDownLatch(1).await();  // until a signal runs the shutdown hook
+    }
+    waitForEndOfInput(System.in);
+    cluster.stop();
+    System.exit(0);
+  }
+
+  private static void waitForEndOfInput(InputStream in) {
+    byte[] buffer = new byte[256];
+    try {
+      while (in.read(buffer) != -1) {
+        // Input itself means nothing; only its end does.
+      }
+    } catch (IOException e) {
+      // A broken stdin is as good as a closed one: the parent is gone.
+    }
+  }
+
+  private void start() throws Exception {
+    Configuration hdfsConf = new Configuration();
+    dfs = new MiniDFSCluster.Builder(hdfsConf, new File(options.baseDir, "hdfs"))
+        .numDataNodes(options.dataNodes)
+        .build();
+    dfs.waitActive();
+    hdfsUrl = dfs.getURI().toString();
+
+    yarn = new MiniYARNCluster("yarn", 1, options.nodeManagers, 1, 1);
+    yarn.init(yarnConf());
+    yarn.start();
+    // MiniYARNCluster may return before the RM has put its bound port into the configuration
+    // (Spark's YARN suite waits for the same thing).
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (rmAddress().endsWith(":0")) {
+      if (System.nanoTime() > deadline) {
+        throw new IllegalStateException("the ResourceManager did not bind a port in 30 s");
+      }
+      Thread.sleep(100);
+    }
+    if (!yarn.waitForNodeManagersToConnect(60_000)) {
+      throw new IllegalStateException("the NodeManagers did not register in 60 s");
+    }
+  }
+
+  private YarnConfiguration yarnConf() {
+    YarnConfiguration conf = new YarnConfiguration();
+    conf.set("fs.defaultFS", hdfsUrl);
+
+    // The minicluster jar has no capacity-scheduler.xml: one queue with the whole cluster.
+    conf.set("yarn.scheduler.capacity.root.queues", "default");
+    conf.setInt("yarn.scheduler.capacity.root.default.capacity", 100);
+    conf.setInt("yarn.scheduler.capacity.root.default.maximum-capacity", 100);
+    conf.setFloat("yarn.scheduler.capacity.root.default.user-limit-factor", 1);
+    conf.set("yarn.scheduler.capacity.root.default.state", "RUNNING");
+    conf.set("yarn.scheduler.capacity.root.default.acl_submit_applications", "*");
+    conf.set("yarn.scheduler.capacity.root.default.acl_administer_queue", "*");
+    // At the default 10% of a small cluster no AM fits, and every app waits in ACCEPTED forever.
+    conf.setFloat("yarn.scheduler.capacity.maximum-am-resource-percent", 1.0f);
+    // One host: waiting for node-local containers only delays.
+    conf.setInt("yarn.scheduler.capacity.node-locality-delay", -1);
+    // Hadoop's GPU guide requires it: the default calculator weighs memory alone, and YARN would
+    // then place containers on nodes whose GPUs are all taken.
+    conf.set("yarn.scheduler.capacity.resource-calculator",
+        "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator");
+
+    // MiniYARNCluster sets each NodeManager's memory from its own key, not the usual one.
+    conf.setInt("yarn.minicluster.yarn.nodemanager.resource.memory-mb", options.nmMemoryMb);
+    conf.setInt(YarnConfiguration.NM_PMEM_MB, options.nmMemoryMb);
+    conf.setInt(YarnConfiguration.NM_VCORES, options.nmVcores);
+    // Spark asks for its heap plus at least 384 MB: with the default 1024 MB rounding, a 1.4 GB
+    // container would take 2 GB.
+    conf.setInt(YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB, 128);
+    conf.setInt(YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_MB, options.nmMemoryMb);
+    conf.setInt(YarnConfiguration.RM_SCHEDULER_MAXIMUM_ALLOCATION_VCORES, options.nmVcores);
+    // Memory is only a promise on one shared machine: never kill a container for exceeding it.
+    conf.setBoolean(YarnConfiguration.NM_PMEM_CHECK_ENABLED, false);
+    conf.setBoolean(YarnConfiguration.NM_VMEM_CHECK_ENABLED, false);
+    // A nearly full developer disk must not mark every NodeManager unhealthy (no containers then).
+    conf.setFloat(YarnConfiguration.NM_MAX_PER_DISK_UTILIZATION_PERCENTAGE, 100.0f);
+    // A stopping NodeManager waits this (plus 1.25 s) for its apps, finished ones too, as their logs
+    // are kept: 5 s by default. Containers here write their pid at once, so 2 s is plenty.
+    conf.setLong(YarnConfiguration.NM_PROCESS_KILL_WAIT_MS, 2000);
+
+    // GPUs as a countable resource, as the GPU plugin would declare them, without needing one:
+    // Spark asks YARN for yarn.io/gpu when spark.executor.resource.gpu.amount is set.
+    conf.set(YarnConfiguration.RESOURCE_TYPES, GPU);
+    conf.setInt(YarnConfiguration.NM_RESOURCES_PREFIX + GPU, options.nmGpus);
+
+    // Containers run {{JAVA_HOME}}/bin/java with JAVA_HOME from the NodeManager's environment,
+    // which a JVM started by plain `java` may lack: then they get this JVM's Java.
+    if (System.getenv("JAVA_HOME") == null) {
+      conf.set(YarnConfiguration.NM_ADMIN_USER_ENV,
+          YarnConfiguration.DEFAULT_NM_ADMIN_USER_ENV + ",JAVA_HOME=" + System.getProperty("java.home"));
+    }
+    return conf;
+  }
+
+  private String rmAddress() {
+    return yarn.getConfig().get(YarnConfiguration.RM_ADDRESS);
+  }
+
+  // No web address: in one JVM the last web app started (a NodeManager's) takes over the Guice
+  // servlet pipeline that all of them share, so the ResourceManager's UI and REST API answer 404.
+  private String readyLine() {
+    return "READY hdfs=" + hdfsUrl + " rm=" + rmAddress();
+  }
+
+  /** Only what a client needs, each file replaced whole so that no reader sees half of one. */
+  private void writeClientConf() throws IOException {
+    Configuration core = new Configuration(false);
+    core.set("fs.defaultFS", hdfsUrl);
+
+    Configuration hdfs = new Configuration(false);
+    // Clients ask for 3 replicas by default: more than there are DataNodes.
+    hdfs.setInt("dfs.replication", Math.min(3, options.dataNodes));
+
+    Configuration yarnSite = new Configuration(false);
+    Configuration running = yarn.getConfig();
+    for (String key : new String[] {
+        YarnConfiguration.RM_ADDRESS,
+        YarnConfiguration.RM_SCHEDULER_ADDRESS,
+        YarnConfiguration.RM_RESOURCE_TRACKER_ADDRESS,
+        YarnConfiguration.RM_ADMIN_ADDRESS,
+        YarnConfiguration.RM_WEBAPP_ADDRESS}) {
+      yarnSite.set(key, running.get(key));
+    }
+
+    // Without it Spark's AM does not know yarn.io/gpu: it only warns, and asks for containers
+    // without GPUs, while its executors still take the discovery script's word for theirs.
+    Configuration resourceTypes = new Configuration(false);
+    resourceTypes.set(YarnConfiguration.RESOURCE_TYPES, GPU);
+
+    options.confDir.mkdirs();
+    write(core, "core-site.xml");
+    write(hdfs, "hdfs-site.xml");
+    write(yarnSite, "yarn-site.xml");
+    write(resourceTypes, "resource-types.xml");
+  }
+
+  private void write(Configuration conf, String name) throws IOException {
+    Path target = options.confDir.toPath().resolve(name);
+    Path partial = options.confDir.toPath().resolve("." + name + ".partial");
+    try (OutputStream out = Files.newOutputStream(partial)) {
+      conf.writeXml(out);
+    }
+    Files.move(partial, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** YARN first, as its apps use HDFS; the end of stdin and a signal may both ask. */
+  private void stop() {
+    stopYarn();
+    if (dfs != null) {
+      try {
+        dfs.shutdown();
+      } catch (Throwable t) {
+        System.err.println("MiniCluster: stopping HDFS: " + t);
+      }
+    }
+  }
+
+  // Synchronized: a signal during a stop from the end of stdin waits for that stop to finish.
+  private synchronized void stopYarn() {
+    if (yarn == null || yarnStopped) {
+      return;
+    }
+    yarnStopped = true;
+    System.err.println("MiniCluster: stopping (threads interrupted by the stop may log errors)");
+    try {
+      // Once an app has run, each NodeManager's stop takes over 10 s (its timer for deleting the
+      // app's logs waits that long to die), and yarn.stop() stops them one after the other: stop them
+      // side by side first (a second stop is a no-op).
+      List<Thread> stoppers = new ArrayList<>();
+      for (int i = 0; i < options.nodeManagers; i++) {
+        NodeManager nodeManager = yarn.getNodeManager(i);
+        Thread stopper = new Thread(nodeManager::stop, "stop-nodemanager-" + i);
+        stopper.start();
+        stoppers.add(stopper);
+      }
+      for (Thread stopper : stoppers) {
+        stopper.join(TimeUnit.SECONDS.toMillis(45));
+      }
+      yarn.stop();
+    } catch (Throwable t) {
+      System.err.println("MiniCluster: stopping YARN: " + t);
+    }
+  }
+}
