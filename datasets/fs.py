@@ -1,8 +1,8 @@
 """The one filesystem layer: every path may be a local path or a URL (``file://``, ``hdfs://``, ...).
 
-Built on ``pyarrow.fs``, which pyarrow (and so petastorm) already brings and which reads HDFS through
-libhdfs on the executors. Paths are never joined or split as strings of a URL: a ``Location`` keeps
-the filesystem and the path inside it apart.
+Built on ``pyarrow.fs``, which pyarrow (and so petastorm) already brings; HDFS goes through
+hdfs-native, a pip-only client (``hdfs.py``). Paths are never joined or split as strings of a URL: a
+``Location`` keeps the filesystem and the path inside it apart.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 from pyarrow.fs import FileType  # noqa: F401 (callers tell entry types apart as fs.FileType)
 
+from . import hdfs
+
 # Object stores (s3://, gs://) are left out on purpose: the jobs publish folders by renaming them
 # and append metrics lines, which those stores cannot do.
 SUPPORTED_SCHEMES = ("file", "hdfs", "viewfs")
-HDFS_HINT = (
-    "for hdfs:// this process needs libhdfs: set JAVA_HOME, HADOOP_HOME, ARROW_LIBHDFS_DIR (the folder of "
-    "libhdfs.so) and CLASSPATH=$(hadoop classpath --glob)"
-)
 
 
 @dataclass(frozen=True)
@@ -96,11 +94,13 @@ def resolve(url_or_path: str) -> Location:
             f"unsupported URL scheme {scheme!r} in {url_or_path}; use a local path or one of "
             + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
         )
-    try:
-        fs, path = pafs.FileSystem.from_uri(url_or_path)
-    except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
-        hint = f"; {HDFS_HINT}" if scheme in ("hdfs", "viewfs") else ""
-        raise ValueError(f"cannot open {url_or_path}: {error}{hint}") from None
+    if scheme in ("hdfs", "viewfs"):
+        fs, path = hdfs.hdfs_filesystem(url_or_path)
+    else:
+        try:
+            fs, path = pafs.FileSystem.from_uri(url_or_path)
+        except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
+            raise ValueError(f"cannot open {url_or_path}: {error}") from None
     return Location(url_or_path, fs, path)
 
 

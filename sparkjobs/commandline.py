@@ -6,8 +6,11 @@ Imports no Spark."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
+
+from torchonspark.datasets.hdfs import first_line
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -24,6 +27,9 @@ def run_job(run: Run, args: argparse.Namespace, parser: argparse.ArgumentParser)
         return run(args)
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:  # a filesystem that refuses (HDFS down, no permission): not a usage error
+        print(f"{parser.prog}: {type(error).__name__}: {first_line(error)}", file=sys.stderr)
+        return 1
 
 
 def job_main(get_args_parser: Callable[[], argparse.ArgumentParser], run: Run, argv: Sequence[str] | None) -> int:

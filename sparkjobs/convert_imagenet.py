@@ -25,7 +25,7 @@ from petastorm.etl.dataset_metadata import materialize_dataset
 from pyspark import AccumulatorParam
 from pyspark.sql import SparkSession
 
-from torchonspark.datasets import fs
+from torchonspark.datasets import fs, hdfs
 from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert_image
 from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
 from torchonspark.datasets.loader import list_row_groups
@@ -103,7 +103,7 @@ def convert_split(
     convert = partial(_convert_partition, tree.root.url, resize_shorter, jpeg_quality, outcomes)
     url = fs.to_url(target)
     context.setJobDescription(f"convert {listing.name}: {len(items)} images into {files} files")
-    with materialize_dataset(spark, url, ImageSchema, row_group_mb):
+    with materialize_dataset(spark, url, ImageSchema, row_group_mb, filesystem_factory=hdfs.petastorm_filesystem_factory(url)):
         rows = context.parallelize(items, files).mapPartitions(convert)
         spark.createDataFrame(rows, ImageSchema.as_spark_schema()).write.parquet(url)
     converted, row_groups, bytes_written = _dataset_stats(target)

@@ -23,6 +23,7 @@ from pyspark.sql import SparkSession
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch, use_gpus
 from torchonspark.sparkjobs.cluster.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
 from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
+from torchonspark.sparkjobs.cluster.yarn import yarn_capacity
 from torchonspark.sparkjobs.commandline import job_main
 from torchonspark.sparkjobs.engine import job as train_job
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
@@ -56,8 +57,9 @@ def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Names
     conf = spark_conf(spark)
     gpu = use_gpus(conf, args.gpu, args.cpu)
     job = job.replace(threads=task_cpus(spark), device="cuda" if gpu else "cpu")
+    yarn = yarn_capacity(spark) if conf.get("spark.master") == "yarn" else None
     try:
-        preflight(conf, args.workers, gpu, registered_executor_cores(spark))
+        preflight(conf, args.workers, gpu, registered_executor_cores(spark), yarn)
     except PreflightError as problem:
         print(f"train: {problem}", file=sys.stderr)
         return 2

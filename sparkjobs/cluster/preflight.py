@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from torchonspark.sparkjobs.cluster.yarn import YarnCapacity, executor_container
+
 
 # What YARN gives a job that does not ask (with dynamic allocation off).
 YARN_DEFAULTS = {"spark.executor.instances": "2", "spark.executor.cores": "1"}
@@ -93,8 +95,9 @@ def check_slots(conf: Mapping[str, str], workers: int, use_gpu: bool, registered
         return Check("task slots", True, f"cannot count them yet ({how}); if fewer than {workers} turn up, the barrier "
                      "stage waits; set spark.executor.instances and spark.executor.cores to have this checked")
     if slots < workers:
+        more = "give the job more executors or cores (spark.executor.instances, spark.executor.cores)"
         return Check("task slots", False, f"{workers} barrier workers need {workers} task slots at once, the cluster has {slots} ({how})",
-                     f"use --workers {slots}, or give the job more executors or cores (spark.executor.instances, spark.executor.cores)")
+                     f"use --workers {slots}, or {more}" if slots > 0 else more)
     return Check("task slots", True, f"{slots} slots for {workers} barrier workers ({how})")
 
 
@@ -103,6 +106,31 @@ def check_dynamic_allocation(conf: Mapping[str, str]) -> Check:
         return Check("dynamic allocation", False, "spark.dynamicAllocation.enabled is true; barrier stages need a fixed set of executors",
                      "pass --conf spark.dynamicAllocation.enabled=false (conf/spark-yarn-*.conf do)")
     return Check("dynamic allocation", True, "off")
+
+
+def check_yarn_room(conf: Mapping[str, str], workers: int, use_gpu: bool, capacity: YarnCapacity) -> Check:
+    """Can YARN give the executors the barrier workers need, now? (With what the job already holds.)"""
+    container = executor_container(conf)
+    task_cpus = int(conf.get("spark.task.cpus", "1"))
+    per_executor = container.vcores // task_cpus
+    if use_gpu:
+        task_gpus = float(conf.get("spark.task.resource.gpu.amount", "0") or 0)
+        per_executor = min(per_executor, math.floor(container.gpus / task_gpus) if task_gpus > 0 else 0)
+    if per_executor < 1:
+        return Check("YARN room", False, f"an executor of {container.vcores} cores and {container.gpus} GPUs runs no task "
+                     f"(spark.task.cpus {task_cpus})", "give executors at least spark.task.cpus cores (and a GPU per task)")
+    needed = math.ceil(workers / per_executor)
+    size = f"{container.memory_mb} MB, {container.vcores} vcores" + (f", {container.gpus} GPUs" if container.gpus else "")
+    fit = capacity.containers_that_fit(container.memory_mb, container.vcores, container.gpus)
+    possible = capacity.job_executors + fit
+    if possible < needed:
+        usable = possible * per_executor
+        advice = f"use --workers {usable}, or " if usable > 0 else ""
+        return Check("YARN room", False, f"{workers} barrier workers need {needed} executors of {size}; YARN gave this job "
+                     f"{capacity.job_executors} and has room for {fit} more ({capacity.line()})",
+                     f"{advice}ask for smaller executors (spark.executor.memory, spark.executor.cores), or wait for room on the cluster")
+    return Check("YARN room", True, f"{needed} executors of {size} for {workers} barrier workers: this job has "
+                 f"{capacity.job_executors}, room for {fit} more ({capacity.line()})")
 
 
 def spark_conf(spark: SparkSession) -> dict[str, str]:
@@ -117,8 +145,13 @@ def registered_executor_cores(spark: SparkSession) -> int | None:
     return spark.sparkContext.defaultParallelism  # on a cluster master: the registered executors' cores
 
 
-def preflight(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None) -> None:
-    """Raise PreflightError with the first failing check's sentence (``conf``: ``spark_conf(spark)``)."""
-    for check in (check_dynamic_allocation(conf), check_slots(conf, workers, use_gpu, registered_cores)):
+def preflight(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None,
+              yarn: YarnCapacity | None = None) -> None:
+    """Raise PreflightError with the first failing check's sentence (``conf``: ``spark_conf(spark)``;
+    ``yarn``: the cluster's capacity when the master is YARN)."""
+    checks = [check_dynamic_allocation(conf), check_slots(conf, workers, use_gpu, registered_cores)]
+    if yarn is not None:
+        checks.append(check_yarn_room(conf, workers, use_gpu, yarn))
+    for check in checks:
         if not check.ok:
             raise PreflightError(f"{check.detail}; {check.fix}")

@@ -8,7 +8,10 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
+
+from torchonspark.sparkjobs.cluster.yarn import check_resource_manager
 
 DEFAULT_MASTER = "local[*]"
 
@@ -20,13 +23,32 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def planned_master(master: str | None) -> tuple[str, str]:
+    """The master and deploy mode a new session will have: ``master`` if given, else what spark-submit
+    configured (read from its JVM, which is already running; no context is started), else local[*]."""
+    if master is not None:
+        return master, "client"
+    if not launched_by_spark_submit():
+        return DEFAULT_MASTER, "client"
+    SparkContext._ensure_initialized()  # noqa: SLF001 (connects to spark-submit's JVM)
+    conf = SparkConf()
+    return conf.get("spark.master", DEFAULT_MASTER), conf.get("spark.submit.deployMode", "client")
+
+
 def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
     """The active session, or a new one: on ``master`` if given, else what spark-submit configured,
     else ``local[*]``.
 
     Python workers must run this interpreter (the one with torch and this package), so it is set as
-    ``PYSPARK_PYTHON`` unless the environment or spark-submit already chose one.
+    ``PYSPARK_PYTHON`` unless the environment or spark-submit already chose one. A YARN client-mode
+    driver first checks that a ResourceManager answers (ValueError if not): Spark would retry for 15
+    minutes.
     """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if planned_master(master) == ("yarn", "client"):
+        check_resource_manager()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)

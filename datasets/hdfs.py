@@ -1,0 +1,210 @@
+"""HDFS (``hdfs://``, ``viewfs://``) for the one filesystem layer, with nothing but pip.
+
+The default client is hdfs-native, a Rust implementation of HDFS's protocol with an fsspec
+filesystem: no JVM, no libhdfs.so, no CLASSPATH. It reads ``HADOOP_CONF_DIR`` (``fs.defaultFS``, HA
+name services, viewfs mount tables) and uses Kerberos and the delegation tokens YARN gives its
+containers (``HADOOP_TOKEN_FILE_LOCATION``). pyarrow sees it through ``PyFileSystem``.
+
+pyarrow's own libhdfs client (JNI: ``JAVA_HOME``, ``HADOOP_HOME``, ``ARROW_LIBHDFS_DIR``, a Hadoop
+``CLASSPATH`` in every process) stays selectable with ``TORCHONSPARK_HDFS_CLIENT=libhdfs``, for what
+hdfs-native does not do: reading and writing inside HDFS encryption zones. The variable is read in each
+process, so on a cluster set it for the executors too (``spark.executorEnv.TORCHONSPARK_HDFS_CLIENT``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+CLIENT_VARIABLE = "TORCHONSPARK_HDFS_CLIENT"
+HDFS_NATIVE = "hdfs-native"
+LIBHDFS = "libhdfs"
+CLIENTS = (HDFS_NATIVE, LIBHDFS)
+LIBHDFS_HINT = (
+    "pyarrow's libhdfs client needs, in this process: JAVA_HOME, HADOOP_HOME, ARROW_LIBHDFS_DIR (the folder of "
+    f"libhdfs.so) and CLASSPATH=$(hadoop classpath --glob); or unset {CLIENT_VARIABLE} to use hdfs-native"
+)
+
+
+# Hadoop's client keeps retrying a NameNode that does not answer for about three minutes (15 failover
+# attempts, backing off to 15 s each); 4 attempts give up after about 12 s, so that a job says the
+# NameNode is down in seconds. A cluster's own setting of the key (HA clusters may want more) wins.
+CLIENT_DEFAULTS = {"dfs.client.failover.max.attempts": "4"}
+SITE_FILES = ("core-site.xml", "hdfs-site.xml")
+
+
+def configured_keys(conf_dir: str | None) -> set[str]:
+    """The property names set in a Hadoop configuration folder's core-site.xml and hdfs-site.xml."""
+    keys: set[str] = set()
+    for name in SITE_FILES if conf_dir else ():
+        try:
+            root = ElementTree.parse(Path(conf_dir) / name).getroot()
+        except (OSError, ElementTree.ParseError):
+            continue
+        keys |= {(prop.findtext("name") or "").strip() for prop in root.iter("property")}
+    return keys
+
+
+def client_options(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Our defaults for what the cluster's configuration leaves unset."""
+    configured = configured_keys(env.get("HADOOP_CONF_DIR"))
+    return {key: value for key, value in CLIENT_DEFAULTS.items() if key not in configured}
+
+
+def chosen_client(env: Mapping[str, str] = os.environ) -> str:
+    """Which HDFS client this process uses."""
+    client = env.get(CLIENT_VARIABLE) or HDFS_NATIVE
+    if client not in CLIENTS:
+        raise ValueError(f"{CLIENT_VARIABLE}={client!r}: use {' or '.join(CLIENTS)}")
+    return client
+
+
+def first_line(error: BaseException) -> str:
+    """The message of an HDFS error without the NameNode's Java stack trace that follows it."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_INHERITED_CLIENTS: list[object] = []  # a forked child's copies of its parent's clients, never dropped
+
+
+class HdfsNativeHandler(pafs.FSSpecHandler):
+    """pyarrow's view of hdfs-native's fsspec filesystem, with the two semantics the jobs rely on that
+    HDFS's defaults lack: a rename replaces an existing file (as POSIX and pyarrow's local filesystem
+    do; atomic on the NameNode), and appending to a file that is not there yet creates it.
+
+    Forks: hdfs-native runs its I/O on a process-wide runtime whose threads a forked child does not
+    have. In a child of a process that had used it, reading a file hangs for good (even with a new
+    client; listing still works) and so does dropping the inherited client. So the child keeps the
+    inherited client, unused, and refuses HDFS with a clear error (``_FsspecFactory``). Spark's Python
+    workers are forked from a daemon that never touches HDFS, and torchrun's ranks are started
+    fresh, so the jobs never meet this."""
+
+    def __init__(self, make_filesystem: Callable[[], object]) -> None:  # noqa: super().__init__ would set fs
+        self._make_filesystem = make_filesystem
+        self._filesystem: object | None = None
+        self._pid: int | None = None
+
+    @property
+    def fs(self) -> object:
+        if self._pid != os.getpid():
+            if self._filesystem is not None:
+                _INHERITED_CLIENTS.append(self._filesystem)
+            self._filesystem, self._pid = self._make_filesystem(), os.getpid()
+        return self._filesystem
+
+    def __reduce__(self) -> tuple:
+        return HdfsNativeHandler, (self._make_filesystem,)
+
+    def move(self, src: str, dest: str) -> None:
+        self.fs.client.rename(src, dest, True)
+
+    def open_append_stream(self, path: str, metadata: object) -> pa.NativeFile:
+        mode = "ab" if self.fs.exists(path) else "wb"
+        return pa.PythonFile(self.fs.open(path, mode=mode), mode="w")
+
+
+def _fsspec_class(scheme: str) -> type:
+    from hdfs_native.fsspec import HdfsFileSystem, ViewfsFileSystem
+
+    return HdfsFileSystem if scheme == "hdfs" else ViewfsFileSystem
+
+
+def hdfs_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of an ``hdfs://`` or ``viewfs://`` URL and the path inside it. A URL
+    without a host (``hdfs:///data``) means the cluster's ``fs.defaultFS``."""
+    parts = urlsplit(url)
+    if chosen_client() == LIBHDFS:
+        try:
+            return pafs.FileSystem.from_uri(url)
+        except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
+            raise ValueError(f"cannot open {url}: {first_line(error)}; {LIBHDFS_HINT}") from None
+    if not parts.hostname and not os.environ.get("HADOOP_CONF_DIR"):
+        raise ValueError(f"{url} names no NameNode and HADOOP_CONF_DIR is not set: give the NameNode "
+                         f"({parts.scheme}://HOST:PORT/...) or export HADOOP_CONF_DIR=/etc/hadoop/conf (its fs.defaultFS)")
+    handler = HdfsNativeHandler(_FsspecFactory(parts.scheme, parts.hostname, parts.port))
+    try:
+        handler.fs  # noqa: B018 (a bad configuration is reported here, not at the first read)
+    except Exception as error:  # the Rust client reports a bad configuration as its own exception types
+        raise ValueError(f"cannot open {url}: {first_line(error)}") from None
+    return pafs.PyFileSystem(handler), parts.path or "/"
+
+
+def petastorm_filesystem_factory(url: str) -> Callable[[], object] | None:
+    """A picklable function that makes the filesystem petastorm writes a dataset's metadata through
+    (``materialize_dataset``'s ``filesystem_factory``), or None where petastorm's own resolver is right
+    (local paths, and libhdfs)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("hdfs", "viewfs") or chosen_client() == LIBHDFS:
+        return None
+    return _PetastormFactory(_FsspecFactory(parts.scheme, parts.hostname, parts.port))
+
+
+class _PetastormFactory:
+    def __init__(self, make_filesystem: Callable[[], object]) -> None:
+        self.make_filesystem = make_filesystem
+
+    def __call__(self) -> object:
+        import warnings
+
+        from pyarrow.filesystem import DaskFileSystem
+
+        class LegacyFilesystem(DaskFileSystem):
+            """petastorm 0.12 uses pyarrow's legacy filesystem API (pyarrow < 15 is pinned for it);
+            its fsspec wrapper leaves out the two calls the legacy ParquetDataset needs."""
+
+            def isdir(self, path: str) -> bool:
+                return self.fs.isdir(path)
+
+            def isfile(self, path: str) -> bool:
+                return self.fs.isfile(path)
+
+            def open(self, path: str, mode: str = "rb") -> object:
+                if "w" not in mode:
+                    return super().open(path, mode)
+                # pyarrow's metadata writer asks the file for tell(), which HDFS's write stream has
+                # not: the (small) metadata file is built in memory and written whole on close.
+                return _WrittenOnClose(self.fs, path)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the legacy API's deprecation: known, pinned
+            return LegacyFilesystem(self.make_filesystem())
+
+
+class _WrittenOnClose(io.BytesIO):
+    def __init__(self, filesystem: object, path: str) -> None:
+        super().__init__()
+        self.filesystem, self.path = filesystem, path
+
+    def close(self) -> None:
+        if not self.closed:
+            with self.filesystem.open(self.path, "wb") as stream:
+                stream.write(self.getvalue())
+        super().close()
+
+
+_RUNTIME_PID: int | None = None  # the process whose hdfs-native runtime is in use
+
+
+class _FsspecFactory:
+    def __init__(self, scheme: str, host: str | None, port: int | None) -> None:
+        self.scheme, self.host, self.port = scheme, host, port
+
+    def __call__(self) -> object:
+        global _RUNTIME_PID
+        if _RUNTIME_PID not in (None, os.getpid()):
+            raise RuntimeError(
+                f"this process was forked from process {_RUNTIME_PID} after it had used HDFS, and hdfs-native's "
+                "runtime does not survive a fork (reads would hang): read HDFS from a process started afresh "
+                f"(a subprocess, multiprocessing's 'spawn' context), or set {CLIENT_VARIABLE}=libhdfs")
+        _RUNTIME_PID = os.getpid()
+        # Not from fsspec's instance cache: a forked child clears it, which would drop (and hang on)
+        # the parent's clients; each filesystem here is held by its own handler instead.
+        return _fsspec_class(self.scheme)(host=self.host, port=self.port, skip_instance_cache=True, **client_options())
