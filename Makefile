@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 demo: check-java $(STAMP)
 	$(VENV)/bin/torchonspark demo demo-out --overwrite
 
-test: check-java $(STAMP)
+test: check-java $(STAMP) $(MINICLUSTER_STAMP)
 	$(VENV)/bin/pytest
 
 # The slow tests (the packed environment through spark-submit: about 4 minutes, 25 GB of temporary disk).
@@ -39,8 +39,9 @@ bench-deps: $(STAMP)
 
 # A Hadoop mini cluster on this machine (tests/minicluster/: HDFS with 2 DataNodes and YARN with 2
 # NodeManagers offering yarn.io/gpu, in one JVM), to try the YARN path: it writes the client
-# configuration to build/hadoop-conf/, prints its ready line and the HADOOP_CONF_DIR to export, and runs
-# until Ctrl-C or SIGTERM; it ignores stdin, so `make minicluster &` works too (a background job that
+# configuration to build/hadoop-conf/ and Spark properties for apps on it to
+# build/spark-minicluster.conf, prints its ready line and the HADOOP_CONF_DIR to export, and runs
+# until Ctrl-C or SIGTERM. It ignores stdin, so `make minicluster &` works too (a background job that
 # read the terminal would be stopped). Every start is a fresh, empty cluster (data and logs under
 # build/minicluster/).
 # Maven builds it once and records the classpath; it then starts with plain java, with no Maven (and
@@ -50,7 +51,9 @@ bench-deps: $(STAMP)
 MINICLUSTER := tests/minicluster
 MINICLUSTER_STAMP := $(MINICLUSTER)/target/classpath.args
 
-minicluster: check-java $(MINICLUSTER_STAMP)
+minicluster: check-java $(STAMP) $(MINICLUSTER_STAMP)
+	$(VPY) tests/hadoop.py --spark-properties build/spark-minicluster.conf
+	@echo "spark-submit --properties-file build/spark-minicluster.conf runs an app on it (see README, Running on YARN)"
 	java @$(MINICLUSTER)/jvm.options @$(MINICLUSTER_STAMP) torchonspark.minicluster.MiniCluster \
 		--conf-dir $(abspath build/hadoop-conf) --base-dir $(abspath build/minicluster) --ignore-stdin
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,6 +41,19 @@ CLIENT_DEFAULTS = {"dfs.client.failover.max.attempts": "4"}
 SITE_FILES = ("core-site.xml", "hdfs-site.xml")
 
 
+# Spark on YARN copies the submitting client's Hadoop configuration into every container (driver in
+# cluster mode, executors), where HADOOP_CONF_DIR itself is often not set.
+SPARK_SHIPPED_HADOOP_CONF = Path("__spark_conf__") / "__hadoop_conf__"
+
+
+def hadoop_conf_dir(env: Mapping[str, str] = os.environ) -> str | None:
+    """The Hadoop client configuration this process uses: HADOOP_CONF_DIR, else the copy Spark put in
+    this YARN container."""
+    if env.get("HADOOP_CONF_DIR"):
+        return env["HADOOP_CONF_DIR"]
+    return str(SPARK_SHIPPED_HADOOP_CONF.resolve()) if SPARK_SHIPPED_HADOOP_CONF.is_dir() else None
+
+
 def configured_keys(conf_dir: str | None) -> set[str]:
     """The property names set in a Hadoop configuration folder's core-site.xml and hdfs-site.xml."""
     keys: set[str] = set()
@@ -54,7 +68,7 @@ def configured_keys(conf_dir: str | None) -> set[str]:
 
 def client_options(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Our defaults for what the cluster's configuration leaves unset."""
-    configured = configured_keys(env.get("HADOOP_CONF_DIR"))
+    configured = configured_keys(hadoop_conf_dir(env))
     return {key: value for key, value in CLIENT_DEFAULTS.items() if key not in configured}
 
 
@@ -87,7 +101,7 @@ class HdfsNativeHandler(pafs.FSSpecHandler):
     workers are forked from a daemon that never touches HDFS, and torchrun's ranks are started
     fresh, so the jobs never meet this."""
 
-    def __init__(self, make_filesystem: Callable[[], object]) -> None:  # noqa: super().__init__ would set fs
+    def __init__(self, make_filesystem: Callable[[], object]) -> None:  # not super().__init__: it would set fs
         self._make_filesystem = make_filesystem
         self._filesystem: object | None = None
         self._pid: int | None = None
@@ -126,7 +140,7 @@ def hdfs_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
             return pafs.FileSystem.from_uri(url)
         except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
             raise ValueError(f"cannot open {url}: {first_line(error)}; {LIBHDFS_HINT}") from None
-    if not parts.hostname and not os.environ.get("HADOOP_CONF_DIR"):
+    if not parts.hostname and not hadoop_conf_dir():
         raise ValueError(f"{url} names no NameNode and HADOOP_CONF_DIR is not set: give the NameNode "
                          f"({parts.scheme}://HOST:PORT/...) or export HADOOP_CONF_DIR=/etc/hadoop/conf (its fs.defaultFS)")
     handler = HdfsNativeHandler(_FsspecFactory(parts.scheme, parts.hostname, parts.port))
@@ -190,6 +204,49 @@ class _WrittenOnClose(io.BytesIO):
         super().close()
 
 
+# hdfs-native reports the NameNode's refusals as RuntimeError('RPCError("<Java class>", "<message and
+# Java stack>")'); the jobs say what went wrong in one line, so they become the OSError that fits.
+_RPC_ERROR = re.compile(r'RPCError\("([\w.$]+)", "(.*)', re.DOTALL)
+_OS_ERRORS = {
+    "AccessControlException": PermissionError,
+    "FileAlreadyExistsException": FileExistsError,
+    "FileNotFoundException": FileNotFoundError,
+    "ParentNotDirectoryException": NotADirectoryError,
+}
+
+
+def as_os_error(error: RuntimeError) -> OSError | None:
+    """The OSError an hdfs-native RPC error stands for (None if it is not one)."""
+    match = _RPC_ERROR.search(str(error))
+    if match is None:
+        return None
+    java_class, message = match.group(1), re.split(r"\\n|\n", match.group(2), maxsplit=1)[0].replace('\\"', '"').rstrip('")')
+    return _OS_ERRORS.get(java_class.rsplit(".", 1)[-1], OSError)(f"{message} ({java_class.rsplit('.', 1)[-1]})")
+
+
+class _TranslatingClient:
+    """hdfs-native's client, its RPC errors raised as OSErrors (see ``as_os_error``)."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: object, **kwargs: object) -> object:
+            try:
+                return attribute(*args, **kwargs)
+            except RuntimeError as error:
+                translated = as_os_error(error)
+                if translated is None:
+                    raise
+                raise translated from None
+
+        return call
+
+
 _RUNTIME_PID: int | None = None  # the process whose hdfs-native runtime is in use
 
 
@@ -205,6 +262,11 @@ class _FsspecFactory:
                 "runtime does not survive a fork (reads would hang): read HDFS from a process started afresh "
                 f"(a subprocess, multiprocessing's 'spawn' context), or set {CLIENT_VARIABLE}=libhdfs")
         _RUNTIME_PID = os.getpid()
+        conf_dir = hadoop_conf_dir()
+        if conf_dir and not os.environ.get("HADOOP_CONF_DIR"):
+            os.environ["HADOOP_CONF_DIR"] = conf_dir  # where hdfs-native looks for it
         # Not from fsspec's instance cache: a forked child clears it, which would drop (and hang on)
         # the parent's clients; each filesystem here is held by its own handler instead.
-        return _fsspec_class(self.scheme)(host=self.host, port=self.port, skip_instance_cache=True, **client_options())
+        filesystem = _fsspec_class(self.scheme)(host=self.host, port=self.port, skip_instance_cache=True, **client_options())
+        filesystem.client = _TranslatingClient(filesystem.client)
+        return filesystem

@@ -20,8 +20,18 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from torchonspark.datasets import fs
-from torchonspark.sparkjobs.cluster.preflight import Check, check_dynamic_allocation, check_slots, registered_executor_cores, spark_conf
+from torchonspark.datasets import fs, hdfs
+from torchonspark.datasets.hdfs import first_line
+from torchonspark.sparkjobs.cluster.preflight import (
+    Check,
+    check_dynamic_allocation,
+    check_slots,
+    check_yarn_room,
+    registered_executor_cores,
+    spark_conf,
+)
+from torchonspark.sparkjobs.cluster.session import spark_session
+from torchonspark.sparkjobs.cluster.yarn import YarnCapacity, site_properties, yarn_capacity
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 from torchonspark.sparkjobs.engine.job import read_dataset_labels
 
@@ -75,6 +85,49 @@ def check_versions(installed: Mapping[str, str], tested: Mapping[str, str] = TES
     return checks
 
 
+def check_hdfs_client(env: Mapping[str, str]) -> Check:
+    """Which HDFS client this process uses, and whether it can."""
+    try:
+        client = hdfs.chosen_client(env)
+    except ValueError as error:
+        return Check("hdfs client", False, str(error), f"unset {hdfs.CLIENT_VARIABLE}, or set it to {' or '.join(hdfs.CLIENTS)}")
+    if client == hdfs.LIBHDFS:
+        libhdfs = check_hdfs_environment(env)
+        return Check("hdfs client", libhdfs.ok, f"libhdfs, as {hdfs.CLIENT_VARIABLE} asks: {libhdfs.detail}", libhdfs.fix)
+    try:
+        version = importlib.metadata.version("hdfs-native")
+    except importlib.metadata.PackageNotFoundError:
+        return Check("hdfs client", False, "hdfs-native is not installed", CONSTRAINTS_FIX)
+    return Check("hdfs client", True, f"hdfs-native {version} (from pip: no JVM, libhdfs or CLASSPATH needed; "
+                 f"{hdfs.CLIENT_VARIABLE}=libhdfs selects pyarrow's libhdfs, for HDFS encryption zones)")
+
+
+def check_hadoop_conf(env: Mapping[str, str], needed: bool) -> Check:
+    """The Hadoop client configuration: what YARN and hdfs:/// URLs (without a NameNode) need."""
+    conf_dir = hdfs.hadoop_conf_dir(env)
+    if conf_dir:
+        default_fs = site_properties(conf_dir, "core-site.xml").get("fs.defaultFS", "unset")
+        return Check("hadoop conf", True, f"HADOOP_CONF_DIR={conf_dir} (fs.defaultFS {default_fs})")
+    if needed:
+        return Check("hadoop conf", False, "HADOOP_CONF_DIR is not set",
+                     "export HADOOP_CONF_DIR=/etc/hadoop/conf (the cluster's client configuration: core-site.xml, yarn-site.xml)")
+    return Check("hadoop conf", True, "HADOOP_CONF_DIR unset: fine for local paths and hdfs://HOST:PORT URLs")
+
+
+def check_hdfs_answers(env: Mapping[str, str]) -> Check | None:
+    """Does the cluster's default HDFS (fs.defaultFS) answer? None when there is none to ask."""
+    conf_dir = hdfs.hadoop_conf_dir(env)
+    default_fs = site_properties(conf_dir, "core-site.xml").get("fs.defaultFS", "") if conf_dir else ""
+    if not default_fs.startswith(("hdfs://", "viewfs://")):
+        return None
+    try:
+        fs.resolve(default_fs.rstrip("/") + "/").exists()
+    except (ValueError, OSError, RuntimeError) as error:
+        return Check("hdfs", False, f"{default_fs} does not answer: {first_line(error)}",
+                     f"check that HDFS is up and fs.defaultFS in {conf_dir}/core-site.xml")
+    return Check("hdfs", True, f"{default_fs} answers")
+
+
 def check_hdfs_environment(env: Mapping[str, str]) -> Check:
     """What pyarrow's libhdfs needs in every process that reads hdfs:// (driver and executors)."""
     missing = [name for name in ("JAVA_HOME", "HADOOP_HOME") if not env.get(name)]
@@ -91,15 +144,11 @@ def check_hdfs_environment(env: Mapping[str, str]) -> Check:
 
 def data_checks(url: str, env: Mapping[str, str]) -> list[Check]:
     checks = []
-    if url.startswith(("hdfs://", "viewfs://")):
-        checks.append(check_hdfs_environment(env))
-        if not checks[-1].ok:
-            return checks
     try:
         location = fs.resolve(url)
         exists = location.exists()
-    except (ValueError, OSError) as error:
-        return checks + [Check("data", False, str(error), "check the URL and the client set-up above")]
+    except (ValueError, OSError, RuntimeError) as error:
+        return checks + [Check("data", False, first_line(error), "check the URL and the HDFS lines above")]
     if not exists:
         return checks + [Check("data", False, f"{url} does not exist", "check the URL, or convert the data first (torchonspark convert)")]
     try:
@@ -120,25 +169,44 @@ def check_gpu_scheduling(conf: Mapping[str, str], torch_gpus: int) -> list[Check
     script = conf.get(f"spark.{side}.resource.gpu.discoveryScript") or (None if local else conf.get("spark.worker.resource.gpu.discoveryScript"))
     if amount < task_gpus:
         return checks + [Check("Spark GPU scheduling", False, f"spark.task.resource.gpu.amount {task_gpus:g} but spark.{side}.resource.gpu.amount {amount:g}",
-                               f"set spark.{side}.resource.gpu.amount (conf/spark-yarn-gpu.conf does)")]
+                               f"set spark.{side}.resource.gpu.amount" + (" (conf/spark-yarn-gpu.conf does)" if side == "executor" else ""))]
     if not script:
         return checks + [Check("Spark GPU scheduling", False, f"no spark.{side}.resource.gpu.discoveryScript",
                                f"ship conf/get_gpus.sh with --files and set spark.{side}.resource.gpu.discoveryScript=./get_gpus.sh")]
     return checks + [Check("Spark GPU scheduling", True, f"{task_gpus:g} GPU per task, {amount:g} per {side}, discovered by {script}")]
 
 
-def run_checks(spark_conf_values: Mapping[str, str], env: Mapping[str, str], data: str | None, workers: int | None,
-               registered_cores: int | None, torch_gpus: int, java: Check) -> list[Check]:
+def machine_checks(env: Mapping[str, str], data: str | None, master: str | None, java: Check) -> list[Check]:
+    """What needs no Spark session: Java, versions, the HDFS client and configuration, the data."""
     checks = [java] + check_versions(installed_versions())  # pyspark's version is Spark's
+    needs_conf = master == "yarn" or (data or "").startswith(("hdfs:///", "viewfs:///"))
+    checks += [check_hdfs_client(env), check_hadoop_conf(env, needs_conf)]
+    answers = check_hdfs_answers(env)
+    checks += [answers] if answers is not None else []
     if data is not None:
         checks += data_checks(data, env)
-    gpu_checks = check_gpu_scheduling(spark_conf_values, torch_gpus)
-    checks += gpu_checks
-    checks.append(check_dynamic_allocation(spark_conf_values))
-    if workers is not None:
-        use_gpu = float(spark_conf_values.get("spark.task.resource.gpu.amount", "0") or 0) > 0
-        checks.append(check_slots(spark_conf_values, workers, use_gpu, registered_cores))
     return checks
+
+
+def spark_checks(conf: Mapping[str, str], workers: int | None, registered_cores: int | None, torch_gpus: int,
+                 yarn: YarnCapacity | None) -> list[Check]:
+    """What the Spark session's configuration (and, on YARN, the cluster) says about the jobs."""
+    checks = check_gpu_scheduling(conf, torch_gpus) + [check_dynamic_allocation(conf)]
+    if yarn is not None:
+        checks.append(Check("YARN", True, yarn.line()))
+    if workers is not None:
+        use_gpu = float(conf.get("spark.task.resource.gpu.amount", "0") or 0) > 0
+        checks.append(check_slots(conf, workers, use_gpu, registered_cores))
+        if yarn is not None:
+            checks.append(check_yarn_room(conf, workers, use_gpu, yarn))
+    return checks
+
+
+def spark_failure(error: BaseException) -> Check:
+    """A Spark session that did not start, as one check line (the JVM's own message, not its trace)."""
+    java = getattr(error, "java_exception", None)
+    message = first_line(error) if java is None else str(java.getMessage() or java.toString()).strip().splitlines()[0]
+    return Check("spark session", False, f"did not start: {message}", "fix the setting it names (spark-submit --conf, or conf/spark-*.conf)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -150,19 +218,22 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from torchonspark.sparkjobs.cluster.session import spark_session
+    import torch  # only when run: importing torch takes seconds
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1; got {args.workers}")
     java = check_java(os.environ)
-    if not java.ok:  # no JVM, no Spark session: report it alone
-        print(java.line())
-        return 1
-    with spark_session("torchonspark doctor", args.master) as spark:
-        checks = run_checks(spark_conf(spark), os.environ, args.data, args.workers, registered_executor_cores(spark),
-                            torch.cuda.device_count(), java)
+    checks = machine_checks(os.environ, args.data, args.master, java)
+    if java.ok:  # without a JVM there is no Spark session to ask
+        try:
+            with spark_session("torchonspark doctor", args.master) as spark:
+                conf = spark_conf(spark)
+                yarn = yarn_capacity(spark) if conf.get("spark.master") == "yarn" else None
+                checks += spark_checks(conf, args.workers, registered_executor_cores(spark), torch.cuda.device_count(), yarn)
+        except ValueError as error:  # our own refusal before Spark starts (no ResourceManager, no HADOOP_CONF_DIR)
+            checks.append(Check("spark session", False, str(error)))
+        except Exception as error:  # Spark's, from its JVM: said in one line, the session having failed
+            checks.append(spark_failure(error))
     print("\n".join(check.line() for check in checks))
     failed = [check for check in checks if not check.ok]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")

@@ -8,9 +8,21 @@ import os
 import sys
 
 import pytest
+from hadoop import hadoop_cluster  # noqa: F401 (a session fixture: the mini cluster, started at first use)
 
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only when the marker expression names them (`-m slow`): `-m e2e` or a plain run
+    leaves them out (a -m given on the command line would otherwise replace an addopts default)."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(scope="session")

@@ -157,3 +157,98 @@ def hadoop_cluster(tmp_path_factory):
     """HDFS and YARN for the whole session (started at first use, about 10 s), stopped at its end."""
     with MiniCluster(tmp_path_factory.mktemp("hadoop")) as cluster:
         yield cluster
+
+
+SPARK_JARS = Path(__import__("pyspark").__file__).parent / "jars"
+YARN_APP_TIMEOUT_S = 400  # far above any app here (about 20-60 s each); a hanging app fails its test
+
+
+def yarn_properties(python: str) -> dict:
+    """Spark properties for apps on the mini cluster: small containers for 2 cores, Spark's jars taken
+    from this machine (local:, as the NodeManagers are here) instead of uploaded per app, the venv's
+    Python everywhere, and no retries that would hide a failure."""
+    return {
+        "spark.yarn.jars": f"local:{SPARK_JARS}/*",
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": python,
+        "spark.executor.instances": "2",
+        "spark.executor.cores": "1",
+        "spark.executor.memory": "512m",
+        "spark.driver.memory": "512m",
+        "spark.yarn.am.memory": "512m",
+        "spark.ui.enabled": "false",
+        "spark.dynamicAllocation.enabled": "false",
+        "spark.yarn.maxAppAttempts": "1",
+        "spark.task.maxFailures": "1",
+    }
+
+
+def spark_submit_yarn(cluster: MiniCluster, app: Path, *args: str, deploy_mode: str = "client", conf: dict | None = None,
+                      files: tuple = (), python: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """spark-submit --master yarn of one app, bounded in time. spark-submit merges the Python driver's
+    stderr into its stdout; in cluster mode the driver's output stays in the AM container's log."""
+    import sys
+
+    python = python or sys.executable
+    properties = {**yarn_properties(python), **(conf or {})}
+    command = [str(Path(python).with_name("spark-submit")), "--master", "yarn", "--deploy-mode", deploy_mode]
+    for key, value in properties.items():
+        command += ["--conf", f"{key}={value}"]
+    if files:
+        command += ["--files", ",".join(map(str, files))]
+    command += [str(app), *args]
+    environment = cluster.env(env)
+    environment["PYSPARK_PYTHON"] = python
+    try:
+        return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=YARN_APP_TIMEOUT_S)
+    except subprocess.TimeoutExpired as expired:
+        raise AssertionError(f"spark-submit {app.name} {' '.join(args)} did not end within {YARN_APP_TIMEOUT_S} s") from expired
+
+
+def put_tree(local: Path, url: str, threads: int = 8) -> int:
+    """Copy a local folder's files to a URL (HDFS), in parallel; the number of files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torchonspark.datasets import fs
+
+    target = fs.resolve(url)
+    files = [path for path in sorted(local.rglob("*")) if path.is_file()]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda path: target.join(str(path.relative_to(local))).write_bytes(path.read_bytes()), files))
+    return len(files)
+
+
+def yarn_applications(cluster: MiniCluster, python: str | None = None) -> list:
+    """(id, state) of every application the ResourceManager knows, asked through Hadoop's YarnClient
+    in a fresh JVM (the mini cluster's REST API does not answer)."""
+    import sys
+
+    code = (
+        "from pyspark.java_gateway import launch_gateway; g = launch_gateway(); jvm = g.jvm\n"
+        "c = jvm.org.apache.hadoop.yarn.client.api.YarnClient.createYarnClient()\n"
+        "c.init(jvm.org.apache.hadoop.yarn.conf.YarnConfiguration()); c.start()\n"
+        "print('\\n'.join(f'{a.getApplicationId().toString()} {a.getYarnApplicationState().toString()}' for a in c.getApplications()))\n"
+        "c.stop(); g.shutdown()\n"
+    )
+    result = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True, env=cluster.env(), timeout=120)
+    if result.returncode != 0:
+        raise AssertionError(f"asking YARN for its applications failed: {result.stderr[-2000:]}")
+    return [tuple(line.split()) for line in result.stdout.splitlines() if line.startswith("application_")]
+
+
+def write_spark_properties(path: Path, python: str) -> None:
+    """A spark-submit --properties-file for the mini cluster (what `make minicluster` writes to
+    build/spark-minicluster.conf, from the same properties the tests use)."""
+    lines = ["# spark-submit --properties-file for the mini cluster of `make minicluster` (written by tests/hadoop.py)",
+             "spark.master yarn"]
+    lines += [f"{key} {value}" for key, value in yarn_properties(python).items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--spark-properties":
+        sys.exit("usage: python tests/hadoop.py --spark-properties FILE")
+    write_spark_properties(Path(sys.argv[2]), str(Path(sys.executable).absolute()))

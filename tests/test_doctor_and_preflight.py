@@ -9,6 +9,8 @@ from torchonspark.sparkjobs import doctor, train_resnet
 from torchonspark.sparkjobs.doctor import (
     data_checks,
     check_gpu_scheduling,
+    check_hadoop_conf,
+    check_hdfs_client,
     check_hdfs_environment,
     check_java,
     check_versions,
@@ -70,8 +72,25 @@ def test_data_check_tells_missing_unconverted_unsupported_and_ready_apart(digits
     assert "does not exist" in data_checks(str(tmp_path / "nothing"), os.environ)[-1].detail
     assert "not a converted data set" in data_checks(str(tmp_path), os.environ)[-1].detail
     assert "unsupported URL scheme" in data_checks("ftp://host/data", os.environ)[-1].detail
-    hdfs = data_checks("hdfs:///data/imagenet-parquet", {})
-    assert [c.name for c in hdfs] == ["hdfs client"] and not hdfs[0].ok
+    no_namenode = data_checks("hdfs:///data/imagenet-parquet", {})
+    assert [(c.name, c.ok) for c in no_namenode] == [("data", False)] and "HADOOP_CONF_DIR" in no_namenode[0].detail
+
+
+def test_the_hdfs_client_is_hdfs_native_unless_libhdfs_is_asked_for():
+    default = check_hdfs_client({})
+    assert default.ok and default.detail.startswith("hdfs-native 0.14") and "libhdfs" in default.detail
+    libhdfs = check_hdfs_client({"TORCHONSPARK_HDFS_CLIENT": "libhdfs"})
+    assert not libhdfs.ok and "libhdfs, as TORCHONSPARK_HDFS_CLIENT asks: JAVA_HOME and HADOOP_HOME unset" in libhdfs.detail
+    assert not check_hdfs_client({"TORCHONSPARK_HDFS_CLIENT": "webhdfs"}).ok
+
+
+def test_the_hadoop_configuration_is_needed_for_yarn_and_default_filesystem_urls(tmp_path):
+    (tmp_path / "core-site.xml").write_text(
+        "<configuration><property><name>fs.defaultFS</name><value>hdfs://nn:8020</value></property></configuration>")
+    assert check_hadoop_conf({"HADOOP_CONF_DIR": str(tmp_path)}, needed=True).detail.endswith("(fs.defaultFS hdfs://nn:8020)")
+    assert check_hadoop_conf({}, needed=False).ok
+    missing = check_hadoop_conf({}, needed=True)
+    assert not missing.ok and "export HADOOP_CONF_DIR=" in missing.fix
 
 
 def test_gpu_scheduling_is_off_complete_or_missing_a_setting():

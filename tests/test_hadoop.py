@@ -1,0 +1,234 @@
+"""Every job on real HDFS and YARN: the mini cluster of tests/minicluster (a NameNode, 2 DataNodes, a
+ResourceManager and 2 NodeManagers offering yarn.io/gpu), apps started with spark-submit --master yarn
+as a user starts them, data and outputs on hdfs://, read back through the project's own HDFS client
+(hdfs-native). Success is judged from what the apps wrote, not from spark-submit's status alone.
+
+Run alone with `pytest -m hadoop` (about 6 minutes on 2 cores, the cluster's start included).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hadoop import put_tree, spark_submit_yarn, yarn_applications
+
+from torchonspark.datasets import fs
+from torchonspark.datasets.digits import make_digits
+from torchonspark.datasets.loader import list_row_groups
+
+pytestmark = pytest.mark.hadoop
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS = REPO / "sparkjobs"
+TINY = """model: {name: tiny, main_branch: normal, num_output_stage1: 8, blocks: [1, 1, 1, 1], fc_layers: false}
+batch_size: 16
+base_lr: 0.05
+max_iter: 4
+crop_size: 32
+scale_range: [32, 40]
+mirror: false
+display: 2
+snapshot: 2
+"""
+
+
+def read(url: str) -> bytes:
+    return fs.resolve(url).read_bytes()
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def succeeded(result: subprocess.CompletedProcess) -> bool:
+    return result.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def hdfs(hadoop_cluster):
+    """The NameNode's URL, and HADOOP_CONF_DIR set for this process's own HDFS client (hdfs:/// URLs)."""
+    previous = os.environ.get("HADOOP_CONF_DIR")
+    os.environ["HADOOP_CONF_DIR"] = str(hadoop_cluster.conf_dir)
+    yield hadoop_cluster.hdfs_url
+    if previous is None:
+        del os.environ["HADOOP_CONF_DIR"]
+    else:
+        os.environ["HADOOP_CONF_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipes") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(hadoop_cluster, hdfs, digits_parquet, tmp_path_factory):
+    """The digits tree put on HDFS and converted hdfs:// -> hdfs:// by the convert job, in cluster mode."""
+    local = tmp_path_factory.mktemp("digits") / "digits"
+    make_digits(str(local))
+    put_tree(local, f"{hdfs}/data/digits")
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "convert_imagenet.py", f"{hdfs}/data/digits", f"{hdfs}/data/digits-pq",
+                               deploy_mode="cluster")
+    assert succeeded(result) and "final status: SUCCEEDED" in result.stderr, output_of(result)[-3000:]
+    return f"{hdfs}/data/digits-pq"
+
+
+@pytest.fixture(scope="module")
+def trained(hadoop_cluster, converted, hdfs):
+    """The demo's recipe (conf/digits.yaml) on 2 barrier tasks in YARN executors, client mode, the run
+    folder on HDFS."""
+    run = f"{hdfs}/runs/digits"
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", str(REPO / "conf" / "digits.yaml"),
+                               "--data", converted, "--output", run, "--workers", "2")
+    assert succeeded(result), output_of(result)[-3000:]
+    return run, result
+
+
+def test_convert_writes_the_same_dataset_on_hdfs_as_on_local_disk(converted, digits_parquet):
+    local, local_report = digits_parquet
+    report = json.loads(read(f"{converted}/report.json"))
+    assert {split: report["splits"][split]["converted"] for split in ("train", "val")} == {"train": 1437, "val": 360}
+    assert json.loads(read(f"{converted}/labels.json")) == json.loads((local / "labels.json").read_text())
+    for split in ("train", "val"):
+        groups = list_row_groups(fs.resolve(f"{converted}/{split}"))
+        assert sum(group.rows for group in groups) == local_report["splits"][split]["converted"]
+        assert fs.resolve(f"{converted}/{split}/_common_metadata").exists()  # petastorm's Unischema
+
+
+def test_training_on_yarn_writes_the_whole_run_folder_to_hdfs_and_reaches_99_percent(trained):
+    run, result = trained
+    summary = json.loads(read(f"{run}/summary.json"))
+    assert (summary["world_size"], summary["iterations"], summary["device"]) == (2, 660, "cpu")
+    assert summary["val_top1"] >= 0.99, summary
+    metrics = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
+    assert [m["iteration"] for m in metrics if "loss" in m][-1] == 660 and metrics[-1]["val_top1"] == summary["val_top1"]
+    for plot in ("loss.png", "accuracy.png"):
+        assert read(f"{run}/plots/{plot}")[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoints = [info.base_name for info in fs.list_files(fs.resolve(f"{run}/checkpoints"))]
+    assert checkpoints == ["iter-00000400.pt", "iter-00000600.pt", "iter-00000660.pt"]  # every 200, the last 3 kept
+    assert {info.base_name for info in fs.list_files(fs.resolve(f"{run}/model"))} == {
+        "weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2"}
+    assert "val top-1" in result.stdout and "final status" not in result.stdout  # the driver ran here (client mode)
+
+
+def test_cluster_mode_training_then_resume_from_the_hdfs_checkpoint(hadoop_cluster, converted, recipe, hdfs):
+    # hdfs:/// (no NameNode in the URL): every process finds fs.defaultFS itself, the executors and
+    # the cluster-mode driver in the configuration Spark ships into their containers.
+    data, run = "hdfs:///data/digits-pq", "hdfs:///runs/resumed"
+    first = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", recipe.name, "--data", data, "--output", run,
+                              "--workers", "2", deploy_mode="cluster", files=(recipe,))
+    assert succeeded(first) and "final status: SUCCEEDED" in first.stderr, output_of(first)[-3000:]
+    assert json.loads(read(f"{run}/summary.json"))["iterations"] == 4
+    second = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", str(recipe), "--data", data, "--output", run,
+                               "--workers", "2", "--resume", "--max-iter", "8")
+    assert succeeded(second), output_of(second)[-3000:]
+    summary = json.loads(read(f"{run}/summary.json"))
+    assert (summary["iterations"], summary["resumed_from"]) == (8, 4)
+    records = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
+    # Each display (every 2) and the validation that ends each run, once: none written twice by the resume.
+    assert [(r["iteration"], "loss" in r) for r in records] == [(2, True), (4, True), (4, False), (6, True), (8, True), (8, False)]
+
+
+def test_evaluate_and_features_read_the_model_and_data_from_hdfs(hadoop_cluster, trained, converted, hdfs):
+    run, _ = trained
+    evaluation = spark_submit_yarn(hadoop_cluster, JOBS / "evaluate.py", "--model", f"{run}/model", "--data", converted,
+                                   "--output", f"{run}/eval.json")
+    assert succeeded(evaluation), output_of(evaluation)[-3000:]
+    result = json.loads(read(f"{run}/eval.json"))
+    assert result["images"] == 360 and result["top1"] == pytest.approx(json.loads(read(f"{run}/summary.json"))["val_top1"])
+    features = spark_submit_yarn(hadoop_cluster, JOBS / "features.py", "--model", f"{run}/model", "--data", converted,
+                                 "--output", f"{run}/features", deploy_mode="cluster")
+    assert succeeded(features), output_of(features)[-3000:]
+    parts = [info for info in fs.list_files(fs.resolve(f"{run}/features")) if info.base_name.endswith(".parquet")]
+    import pyarrow.parquet as pq
+
+    location = fs.resolve(f"{run}/features")
+    rows = sum(pq.ParquetFile(location.fs.open_input_file(part.path)).metadata.num_rows for part in parts)
+    assert rows == 360
+
+
+def test_doctor_reports_yarns_free_resources_and_that_hdfs_answers(hadoop_cluster, converted):
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "doctor.py", "--data", converted, "--workers", "2")
+    lines = result.stdout.splitlines()
+    assert succeeded(result), output_of(result)[-3000:]
+    assert any(line.startswith("ok   YARN: 2 running NodeManagers with") and "GPUs free" in line for line in lines), lines
+    assert any(line.startswith(f"ok   hdfs: {hadoop_cluster.hdfs_url} answers") for line in lines), lines
+    assert any(line.startswith("ok   hdfs client: hdfs-native") for line in lines), lines
+    assert any(line.startswith("ok   YARN room:") for line in lines), lines
+
+
+def test_more_workers_than_yarn_can_place_fail_in_seconds_and_leave_no_app_waiting(hadoop_cluster, converted, recipe, hdfs):
+    started = time.monotonic()
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", str(recipe), "--data", converted,
+                               "--output", f"{hdfs}/runs/too-many", "--workers", "12", conf={"spark.executor.instances": "12"})
+    assert result.returncode == 2, output_of(result)[-3000:]
+    assert "12 barrier workers need 12 executors of 896 MB, 1 vcores; YARN gave this job" in result.stdout
+    assert time.monotonic() - started < 120
+    assert not fs.resolve(f"{hdfs}/runs/too-many").exists()
+    assert [app for app in yarn_applications(hadoop_cluster) if app[1] in ("ACCEPTED", "RUNNING", "SUBMITTED", "NEW")] == []
+
+
+def test_each_barrier_task_gets_its_own_gpu_from_yarn(hadoop_cluster, hdfs):
+    # Training itself stays on CPU (no GPU here); the plumbing is YARN's: each executor container gets
+    # one yarn.io/gpu, the discovery script names it, TorchDistributor hands it to its task.
+    result = spark_submit_yarn(hadoop_cluster, REPO / "tests" / "jobs" / "yarn_gpu_job.py", f"{hdfs}/gpu-check",
+                               files=(REPO / "conf" / "get_gpus.sh",),
+                               conf={"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1",
+                                     "spark.executor.resource.gpu.discoveryScript": "./get_gpus.sh",
+                                     "spark.executorEnv.CUDA_VISIBLE_DEVICES": "0"})
+    assert succeeded(result), output_of(result)[-3000:]
+    outcome = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("GPUS "))[len("GPUS "):])
+    ranks = outcome["ranks"]
+    assert [(r["visible"], r["index"]) for r in ranks] == [(["0"], 0), (["0"], 0)]
+    assert len({r["container"] for r in ranks}) == 2  # two executors, each with its own device 0
+    assert [c["gpus"] for c in outcome["containers"]] == [0, 1, 1]  # the AM none, each executor one
+
+
+def test_a_namenode_that_is_down_is_one_line_within_30_seconds(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.cli", "evaluate", "--model", "hdfs://localhost:1/runs/x/model",
+                             "--data", "hdfs://localhost:1/data", "--output", str(tmp_path / "e.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "Connection refused" in result.stderr and not (tmp_path / "e.json").exists()
+
+
+def test_a_resource_manager_that_does_not_answer_is_one_line(hadoop_cluster, tmp_path, converted, recipe):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for name in ("core-site.xml", "hdfs-site.xml"):
+        (conf / name).write_bytes((hadoop_cluster.conf_dir / name).read_bytes())
+    yarn_site = (hadoop_cluster.conf_dir / "yarn-site.xml").read_text()
+    (conf / "yarn-site.xml").write_text(yarn_site.replace(hadoop_cluster.rm_address, "localhost:1"))
+    env = {**os.environ, "HADOOP_CONF_DIR": str(conf)}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.cli", "train", "--master", "yarn", "--conf", str(recipe),
+                             "--data", converted, "--output", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "no YARN ResourceManager answers at localhost:1 (Connection refused)" in result.stderr
+    no_conf = {key: value for key, value in os.environ.items() if key not in ("HADOOP_CONF_DIR", "YARN_CONF_DIR")}
+    result = subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.cli", "doctor", "--master", "yarn"],
+                            capture_output=True, text=True, env=no_conf, timeout=120)
+    assert result.returncode == 1
+    assert "FAIL hadoop conf: HADOOP_CONF_DIR is not set -- fix: export HADOOP_CONF_DIR=" in result.stdout
+    assert "\tat " not in result.stdout + result.stderr  # no Java stack trace
+
+
+def test_a_path_without_permission_is_one_line_and_leaves_nothing_behind(converted, hdfs, tmp_path):
+    private = fs.resolve(f"{hdfs}/private")
+    private.fs.create_dir(private.path)
+    private.fs.handler.fs.client.set_permission(private.path, 0o700)
+    env = {**os.environ, "HADOOP_USER_NAME": "alice"}  # not the superuser who runs the cluster
+    result = subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.cli", "convert", f"{hdfs}/data/digits",
+                             f"{hdfs}/private/out", "--master", "local[2]"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0, result.stderr[-3000:]
+    assert "Permission denied" in result.stderr and "alice" in result.stderr
+    assert [info.path for info in fs.list_files(private)] == [] and fs.list_dirs(private) == []
