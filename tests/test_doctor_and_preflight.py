@@ -152,3 +152,22 @@ def test_preflight_refuses_dynamic_allocation_and_missing_slots():
     with pytest.raises(PreflightError, match="8 barrier workers need 8 task slots at once, the cluster has 4"):
         preflight(YARN_GPU, 8, True)
     preflight(YARN_GPU, 4, True)
+
+
+def test_yarn_room_counts_the_executors_a_job_holds_and_those_that_still_fit():
+    from torchonspark.sparkjobs.cluster.preflight import check_yarn_room
+    from torchonspark.sparkjobs.cluster.yarn import NodeRoom, YarnCapacity
+
+    conf = {"spark.master": "yarn", "spark.executor.instances": "4", "spark.executor.cores": "2", "spark.executor.memory": "1g"}
+    # an executor: 1024 MB heap + 384 MB overhead, 2 vcores; two nodes with room for one more each
+    capacity = YarnCapacity([NodeRoom(2000, 3, 0), NodeRoom(1500, 2, 0)], job_executors=1)
+    assert check_yarn_room(conf, 6, False, capacity).ok  # 3 executors of 2 slots: 1 held + 2 that fit
+    refused = check_yarn_room(conf, 8, False, capacity)
+    assert not refused.ok and "8 barrier workers need 4 executors of 1408 MB, 2 vcores; YARN gave this job 1 and has room for 2 more" in refused.detail
+    assert refused.fix.startswith("use --workers 6, or ask for smaller executors")
+    crowded = check_yarn_room(conf, 2, False, YarnCapacity([NodeRoom(500, 8, 0)], job_executors=6))  # one more than asked
+    assert crowded.ok and "this job has 4" in crowded.detail
+    full = check_yarn_room(conf, 2, False, YarnCapacity([NodeRoom(100, 0, 0)]))
+    assert not full.ok and "--workers 0" not in full.fix and full.fix.startswith("ask for smaller executors")
+    gpus = {**conf, "spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
+    assert "room for 0 more" in check_yarn_room(gpus, 2, True, YarnCapacity([NodeRoom(9000, 8, 0)])).detail

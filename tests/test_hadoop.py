@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hadoop import put_tree, spark_submit_yarn, yarn_applications
+from hadoop import spark_submit_yarn, yarn_applications
 
 from torchonspark.datasets import fs
 from torchonspark.datasets.digits import make_digits
@@ -68,11 +68,9 @@ def recipe(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def converted(hadoop_cluster, hdfs, digits_parquet, tmp_path_factory):
-    """The digits tree put on HDFS and converted hdfs:// -> hdfs:// by the convert job, in cluster mode."""
-    local = tmp_path_factory.mktemp("digits") / "digits"
-    make_digits(str(local))
-    put_tree(local, f"{hdfs}/data/digits")
+def converted(hadoop_cluster, hdfs, digits_parquet):
+    """The digits tree written to HDFS and converted hdfs:// -> hdfs:// by the convert job, in cluster mode."""
+    make_digits(f"{hdfs}/data/digits")
     result = spark_submit_yarn(hadoop_cluster, JOBS / "convert_imagenet.py", f"{hdfs}/data/digits", f"{hdfs}/data/digits-pq",
                                deploy_mode="cluster")
     assert succeeded(result) and "final status: SUCCEEDED" in result.stderr, output_of(result)[-3000:]

@@ -122,15 +122,17 @@ def check_yarn_room(conf: Mapping[str, str], workers: int, use_gpu: bool, capaci
     needed = math.ceil(workers / per_executor)
     size = f"{container.memory_mb} MB, {container.vcores} vcores" + (f", {container.gpus} GPUs" if container.gpus else "")
     fit = capacity.containers_that_fit(container.memory_mb, container.vcores, container.gpus)
-    possible = capacity.job_executors + fit
+    # YARN may hand out a container more than Spark asked for, which Spark then gives back.
+    held = min(capacity.job_executors, int(conf.get("spark.executor.instances", YARN_DEFAULTS["spark.executor.instances"])))
+    possible = held + fit
     if possible < needed:
         usable = possible * per_executor
         advice = f"use --workers {usable}, or " if usable > 0 else ""
         return Check("YARN room", False, f"{workers} barrier workers need {needed} executors of {size}; YARN gave this job "
-                     f"{capacity.job_executors} and has room for {fit} more ({capacity.line()})",
+                     f"{held} and has room for {fit} more ({capacity.line()})",
                      f"{advice}ask for smaller executors (spark.executor.memory, spark.executor.cores), or wait for room on the cluster")
     return Check("YARN room", True, f"{needed} executors of {size} for {workers} barrier workers: this job has "
-                 f"{capacity.job_executors}, room for {fit} more ({capacity.line()})")
+                 f"{held}, room for {fit} more ({capacity.line()})")
 
 
 def spark_conf(spark: SparkSession) -> dict[str, str]:

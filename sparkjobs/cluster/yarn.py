@@ -131,9 +131,11 @@ def yarn_capacity(spark: SparkSession) -> YarnCapacity:
             nodes.append(NodeRoom(capability.getMemorySize() - used.getMemorySize(), capability.getVirtualCores() - used.getVirtualCores(),
                                   _gpus(capability) - _gpus(used)))
         app = records.ApplicationId.fromString(spark.sparkContext.applicationId)
-        attempt = list(client.getApplicationAttempts(app))[-1].getApplicationAttemptId()
-        containers = len(list(client.getContainers(attempt)))
-        return YarnCapacity(nodes, job_executors=max(0, containers - 1))  # less the application master
+        attempt = list(client.getApplicationAttempts(app))[-1]
+        master = attempt.getAMContainerId()
+        executors = [c for c in client.getContainers(attempt.getApplicationAttemptId())
+                     if not c.getContainerId().equals(master) and c.getContainerState() != records.ContainerState.COMPLETE]
+        return YarnCapacity(nodes, job_executors=len(executors))
     finally:
         client.stop()
 
