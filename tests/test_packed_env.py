@@ -30,9 +30,18 @@ display: 3
 """
 
 
-def test_packed_environment_converts_and_trains_on_a_local_cluster(tmp_path):
-    archive = tmp_path / "env.tar.gz"
-    pack_env(str(archive))
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dist") / "env.tar.gz"
+    pack_env(str(path))
+    return path
+
+
+def result_of(stdout: str) -> dict:
+    return json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+
+
+def test_packed_environment_converts_and_trains_on_a_local_cluster(archive, tmp_path):
     make_digits(str(tmp_path / "digits"), size=16)
     (tmp_path / "recipe.yaml").write_text(RECIPE)
     venv_python = sys.executable
@@ -50,7 +59,7 @@ def test_packed_environment_converts_and_trains_on_a_local_cluster(tmp_path):
         result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYSPARK_DRIVER_PYTHON": venv_python},
                                 timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    outcome = result_of(result.stdout)
     for executor in outcome["executors"]:
         assert executor["executable"] == str(Path(executor["cwd"]) / "env" / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}.real")
         assert executor["package"].startswith(str(Path(executor["cwd"]) / "env" / "lib"))
