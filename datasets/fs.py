@@ -51,12 +51,15 @@ class Location:
     def is_dir(self) -> bool:
         return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
 
+    # compression=None: pyarrow's default ("detect") would gzip whatever is written to a name ending in
+    # .gz and gunzip it on the way back, so a round trip looked right while the file on disk was gzipped
+    # twice (YARN then failed to unpack an env.tar.gz put there this way). Bytes stay bytes.
     def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as stream:
+        with self.fs.open_input_stream(self.path, compression=None) as stream:
             return stream.read()
 
     def write_bytes(self, data: bytes) -> None:
-        with self.fs.open_output_stream(self.path) as stream:
+        with self.fs.open_output_stream(self.path, compression=None) as stream:
             stream.write(data)
 
     def write_bytes_atomically(self, data: bytes) -> None:

@@ -1,6 +1,7 @@
 """The filesystem layer's URL handling, and the digits tree."""
 
 import collections
+import gzip
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,11 @@ def test_torchonspark_usage_errors_are_one_line_with_status_2(tmp_path, capsys):
             torchonspark(argv)
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_bytes_are_written_and_read_as_they_are_whatever_the_file_name(tmp_path):
+    gzipped = gzip.compress(b"already compressed")
+    location = fs.resolve(str(tmp_path / "env.tar.gz"))
+    location.write_bytes(gzipped)
+    assert (tmp_path / "env.tar.gz").read_bytes() == gzipped  # not gzipped a second time on the way out
+    assert location.read_bytes() == gzipped  # nor gunzipped on the way back

@@ -1,7 +1,8 @@
-"""The packed environment runs a real job through spark-submit, from the archive's own interpreter.
+"""The packed environment runs a real job through spark-submit, from the archive's own interpreter:
+on local-cluster, and on YARN (the mini cluster) where the NodeManagers unpack it from HDFS.
 
-Slow (about 4 minutes and 25 GB of temporary disk: the archive is 3.5 GB and each of the driver and
-two executors unpacks it), so `make test` leaves it out; `make test-slow` runs it.
+Slow (about 10 minutes and 35 GB of temporary disk: the archive is 3.5 GB, and each executor or node
+unpacks it), so `make test` leaves them out; `make test-slow` runs them.
 """
 
 import json
@@ -11,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hadoop import put_tree, spark_submit_yarn
 from sparkwork import removing_new_spark_work_dirs
 
+from torchonspark.datasets import fs
 from torchonspark.datasets.digits import make_digits
 from torchonspark.sparkjobs.pack_env import pack_env
 
@@ -64,4 +67,23 @@ def test_packed_environment_converts_and_trains_on_a_local_cluster(archive, tmp_
         assert executor["executable"] == str(Path(executor["cwd"]) / "env" / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}.real")
         assert executor["package"].startswith(str(Path(executor["cwd"]) / "env" / "lib"))
     assert len({executor["cwd"] for executor in outcome["executors"]}) == 2
+    assert (outcome["converted"], outcome["iterations"], outcome["world_size"]) == (1437, 6, 2)
+
+
+@pytest.mark.hadoop
+def test_packed_environment_converts_and_trains_on_yarn_from_hdfs(archive, hadoop_cluster, tmp_path):
+    hdfs = hadoop_cluster.hdfs_url
+    put_tree(archive.parent, f"{hdfs}/apps")  # as a user puts it: the archive on HDFS, localized by YARN
+    make_digits(f"{hdfs}/packed/digits", size=16)
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    # Cluster mode: the driver, too, runs the packed interpreter, in YARN's application master.
+    result = spark_submit_yarn(hadoop_cluster, JOB, f"{hdfs}/packed/digits", f"{hdfs}/packed/work", "recipe.yaml",
+                               deploy_mode="cluster", files=(tmp_path / "recipe.yaml",),
+                               conf={"spark.yarn.dist.archives": f"{hdfs}/apps/{archive.name}#env",
+                                     "spark.pyspark.python": "./env/bin/python", "spark.pyspark.driver.python": "./env/bin/python"})
+    assert result.returncode == 0 and "final status: SUCCEEDED" in result.stderr, (result.stdout + result.stderr)[-3000:]
+    outcome = json.loads(fs.resolve(f"{hdfs}/packed/work/result.json").read_bytes())
+    assert outcome["driver"].endswith("/env/bin/python3.11.real") and "/appcache/" in outcome["driver"]
+    for executor in outcome["executors"]:
+        assert executor["executable"].endswith("/env/bin/python3.11.real") and "/appcache/" in executor["executable"]
     assert (outcome["converted"], outcome["iterations"], outcome["world_size"]) == (1437, 6, 2)
