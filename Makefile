@@ -15,8 +15,9 @@ demo: check-java $(STAMP)
 test: check-java $(STAMP) $(MINICLUSTER_STAMP)
 	$(VENV)/bin/pytest
 
-# The slow tests (the packed environment through spark-submit: about 4 minutes, 25 GB of temporary disk).
-test-slow: check-java $(STAMP)
+# The slow tests (the packed environment through spark-submit, on local-cluster and on YARN: about 15
+# minutes, 35 GB of temporary disk).
+test-slow: check-java $(STAMP) $(MINICLUSTER_STAMP)
 	$(VENV)/bin/pytest -m slow
 
 # A relocatable archive of the whole environment, for spark-submit --archives (see README, Running on YARN).

@@ -14,15 +14,18 @@ metrics, checkpoints, plots, summary and exported model.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pyspark.sql import SparkSession
 
-from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch, use_gpus
+from torchonspark.datasets.outputlock import OutputLock
+from torchonspark.sparkjobs.cluster.launch import TrainingFailed, use_gpus
 from torchonspark.sparkjobs.cluster.preflight import PreflightError, preflight, registered_executor_cores, spark_conf
 from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
+from torchonspark.sparkjobs.cluster.supervisor import Supervisor
 from torchonspark.sparkjobs.cluster.yarn import yarn_capacity
 from torchonspark.sparkjobs.commandline import job_main
 from torchonspark.sparkjobs.engine import job as train_job
@@ -46,11 +49,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1; got {args.workers}")
+    for flag, value, least in (("--workers", args.workers, 1), ("--max-restarts", args.max_restarts, 0),
+                               ("--stall-timeout", args.stall_timeout, 1)):
+        if value < least:
+            raise ValueError(f"{flag} must be at least {least}; got {value}")
     job = train_job.job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
-    with spark_session("torchonspark train", args.master) as spark:
-        return _train_on(spark, job, args)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped driver still stops Spark and its lock
+    try:
+        with OutputLock(job.output, "--output", take_over=args.take_over_lock), spark_session("torchonspark train", args.master) as spark:
+            return _train_on(spark, job, args)
+    except KeyboardInterrupt:
+        print(f"train: interrupted; the run folder keeps its checkpoints: continue it with --resume ({job.output.url})",
+              file=sys.stderr)
+        return 130
 
 
 def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Namespace) -> int:
@@ -63,10 +74,13 @@ def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Names
     except PreflightError as problem:
         print(f"train: {problem}", file=sys.stderr)
         return 2
+    supervisor = Supervisor(spark, job, args.workers, gpu, max_restarts=args.max_restarts, stall_timeout_s=args.stall_timeout)
     try:
-        summary = launch(job, args.workers, gpu)
+        summary = supervisor.run()
     except TrainingFailed as failure:
-        print(f"train: a worker failed; the end of its output:\n{failure}", file=sys.stderr)
+        if failure.stop is None and failure.tail:
+            print(f"train: the end of the failed worker's output:\n{failure.tail}", file=sys.stderr)
+        print(f"train: a worker failed: {failure.cause}", file=sys.stderr)
         return 1
     print("\n".join(train_summary_lines(summary, job.output.url)))
     return 0

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
+from torchonspark.datasets.outputlock import OutputLock, OutputLocked
 from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
 from torchonspark.sparkjobs.engine.worker import train_worker
 
@@ -30,7 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             check_output_folder=os.environ.get("RANK", "0") == "0")
     except ValueError as error:
         parser.error(str(error))
-    train_worker(job)
+    if os.environ.get("RANK", "0") != "0":
+        train_worker(job)
+        return 0
+    try:  # rank 0 writes the run folder, so it holds its lock
+        with OutputLock(job.output, "--output", take_over=args.take_over_lock):
+            train_worker(job)
+    except OutputLocked as locked:
+        parser.error(str(locked))
     return 0
 
 

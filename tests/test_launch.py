@@ -1,7 +1,7 @@
 """The driver's side of a training launch, as pure functions: when GPUs are used, what is kept of a
 failed worker's output, and the lines printed at the end."""
 
-from torchonspark.sparkjobs.cluster.launch import use_gpus, worker_output_tail
+from torchonspark.sparkjobs.cluster.launch import failure_cause, use_gpus
 from torchonspark.sparkjobs.train_resnet import train_summary_lines
 
 
@@ -14,27 +14,53 @@ def test_gpus_are_used_when_asked_or_when_spark_schedules_them_unless_told_cpu()
     assert use_gpus({}, force_gpu=True, force_cpu=False)
 
 
-# The shape of what TorchDistributor raises when a barrier task's torchrun fails: Spark's wrapper,
-# the worker's own output after "included below: ", then JVM frames.
-WRAPPED = (
-    "An error occurred while calling o123.collectAndServe.\n"
-    ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 3.0 failed 1 times, "
-    "most recent failure: Lost task 0.0: org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
-    "RuntimeError: Command failed with exit code 1. The last 100 lines of output are included below: "
-    + "\n".join(f"worker line {i}" for i in range(40))
-    + "\nValueError: --weights /tmp/w.pt: not a torch file\n\n"
-    "\tat org.apache.spark.api.python.BasePythonRunner$ReaderIterator.handlePythonException(PythonRunner.scala:572)\n"
-    "\tat org.apache.spark.rdd.RDD.iterator(RDD.scala:328)\n"
-)
+# What the driver sees of a barrier attempt: the workers' output that TorchDistributor streams to it,
+# torchrun's failure summary of each rank's process, then the exception, which says nothing itself.
+def torchrun_summary(rank: int, exitcode: int, traceback: str) -> str:
+    return (f"torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n====\n/tmp/x/train.py FAILED\n----\n"
+            f"Failures:\n  <NO_OTHER_FAILURES>\n----\nRoot Cause (first observed failure):\n[0]:\n  time      : 2026-11-29_07:43:28\n"
+            f"  host      : localhost\n  rank      : {rank} (local_rank: 0)\n  exitcode  : {exitcode} (pid: 11504)\n"
+            f"  error_file: <N/A>\n  traceback : {traceback}\n====")
 
 
-def test_a_failed_workers_output_is_cut_out_of_sparks_wrapping():
-    tail = worker_output_tail(RuntimeError(WRAPPED), lines=5).splitlines()
-    assert tail == ["worker line 36", "worker line 37", "worker line 38", "worker line 39", "ValueError: --weights /tmp/w.pt: not a torch file"]
+GENERIC = "RuntimeError: TorchDistributor failed during training.View stdout logs for detailed error message."
 
 
-def test_an_error_without_sparks_wrapping_is_kept_as_it_is():
-    assert worker_output_tail(RuntimeError("connection refused\n\n  by the gateway")) == "connection refused\n  by the gateway"
+def test_the_cause_names_the_rank_killed_first_not_the_ranks_that_lost_their_peer():
+    output = "\n".join([
+        "iter 25/60  epoch 0  loss 1.2",
+        "[rank0]: RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234",
+        torchrun_summary(0, 1, "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html"),
+        torchrun_summary(1, -9, "Signal 9 (SIGKILL) received by PID 11504"),
+        GENERIC,
+    ])
+    assert failure_cause(output) == "rank 1 was killed by SIGKILL"
+
+
+def test_the_cause_of_an_error_is_the_rank_and_its_last_error_line():
+    output = "\n".join(["[rank1]: Traceback (most recent call last):", "[rank1]: OSError: [Errno 28] No space left on device",
+                        torchrun_summary(1, 1, "To enable traceback see: ..."), GENERIC])
+    assert failure_cause(output) == "rank 1 exited with status 1: [rank1]: OSError: [Errno 28] No space left on device"
+
+
+def test_a_lost_executor_is_named_with_sparks_reason():
+    output = ("Job aborted due to stage failure: Task 1 in stage 3.0 failed 1 times, most recent failure: Lost task 1.0 in stage 3.0 "
+              "(TID 9) (192.0.2.2 executor 1): ExecutorLostFailure (executor 1 exited caused by one of the running tasks) "
+              "Reason: Command exited with code 137.\n")
+    assert failure_cause(output) == "executor 1 was lost (Command exited with code 137)"
+    assert failure_cause(GENERIC) == "a worker failed"
+
+
+def test_the_kept_output_writes_through_and_keeps_the_last_complete_lines():
+    import io
+
+    from torchonspark.sparkjobs.cluster.launch import _KeptLines
+
+    through = io.StringIO()
+    kept = _KeptLines(through, lines=2)
+    kept.write("one\ntw")
+    kept.write("o\nthree\nfour")
+    assert through.getvalue() == "one\ntwo\nthree\nfour" and list(kept.lines) == ["two", "three"]
 
 
 def test_the_final_lines_give_accuracy_speed_and_the_run_folders_files():

@@ -59,3 +59,11 @@ def test_a_missing_netdef_file_says_it_cannot_be_read(tmp_path):
 def test_netdef_refuses_an_empty_name():
     with pytest.raises(ValueError, match="name"):
         NetDef(name="", main_branch="normal", num_output_stage1=64, blocks=(2, 2, 2, 2))
+
+
+def test_a_yaml_tag_that_would_build_an_object_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "netdef.yaml"
+    path.write_text('name: !!python/object/apply:os.system ["echo this must never run"]\nmain_branch: normal\n')
+    with pytest.raises(ValueError) as refused:
+        load_netdef(path)
+    assert str(path) in str(refused.value) and "not plain data" in str(refused.value) and "\n" not in str(refused.value)

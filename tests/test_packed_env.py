@@ -1,7 +1,7 @@
 """The packed environment runs a real job through spark-submit, from the archive's own interpreter:
 on local-cluster, and on YARN (the mini cluster) where the NodeManagers unpack it from HDFS.
 
-Slow (about 10 minutes and 35 GB of temporary disk: the archive is 3.5 GB, and each executor or node
+Slow (about 15 minutes and 35 GB of temporary disk: the archive is 3.5 GB, and each executor or node
 unpacks it), so `make test` leaves them out; `make test-slow` runs them.
 """
 

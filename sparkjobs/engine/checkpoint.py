@@ -9,6 +9,9 @@ and batch it was trained with (they decide the shards and the order of the data)
 from __future__ import annotations
 
 import io
+import pickle
+import re
+import time
 from typing import Any
 
 import torch
@@ -19,8 +22,40 @@ from torchonspark.netdefs import NetDef
 
 
 def load_tensors(location: fs.Location) -> Any:
-    """A file written by ``torch.save``, loaded without running code (``weights_only``), on the CPU."""
-    return torch.load(io.BytesIO(location.read_bytes()), map_location="cpu", weights_only=True)
+    """A file written by ``torch.save``, loaded without running code (``weights_only``), on the CPU.
+    Anything else is a one-line ValueError naming the file: a pickle that would run code when loaded,
+    a truncated file, a file that is not torch's."""
+    data = location.read_bytes()
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch names what its safe unpickler refused: a global (a function or class that loading would
+        # call: code) or an operand that is not a pickle's at all (not torch's file).
+        refused = re.search(r"unsupported GLOBAL (\S+)|Unsupported class (\S+)", str(error))
+        if refused:
+            raise ValueError(f"{location.url} holds a Python object ({refused.group(1) or refused.group(2)}) that loading "
+                             "would run; only tensors and plain values are loaded from checkpoints and weights "
+                             "(refused, not run)") from None
+        raise ValueError(f"{location.url} is not a file torch.save wrote") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{location.url} is truncated or not a file torch.save wrote ({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def newest_loadable(checkpoints: list[fs.Location]) -> tuple[fs.Location, dict[str, Any], list[str]] | None:
+    """The newest checkpoint that loads, its state, and a line for each newer one skipped and why;
+    None if none loads."""
+    skipped = []
+    for location in reversed(checkpoints):
+        try:
+            return location, load_tensors(location), skipped
+        except (ValueError, FileNotFoundError) as error:
+            skipped.append(f"skipped {location.name}: {error}")
+    return None
 
 
 def checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, iteration: int, epoch: int, rng: list[torch.Tensor],
@@ -28,7 +63,7 @@ def checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, iteration
                      netdef: NetDef) -> dict[str, Any]:
     return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration, "epoch": epoch,
             "rng": rng, "cuda_rng": cuda_rng, "world_size": world_size, "batch_size": batch_size, "recipe": recipe,
-            "netdef": netdef.to_dict()}
+            "netdef": netdef.to_dict(), "saved_at": time.time()}
 
 
 def check_resumable(state: dict[str, Any], netdef: NetDef, world_size: int, batch_size: int, max_iter: int, source: str) -> None:

@@ -79,8 +79,16 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
     parser.add_argument("--weights", help="start from these weights (a .pt state dict or an exported model folder)")
     for flag, key, kind in OVERRIDES:
         parser.add_argument(flag, type=kind, dest=key, help=f"override the recipe's {key}")
+    parser.add_argument("--take-over-lock", action="store_true",
+                        help="take the run folder's lock from a job that is gone (the refusal names it)")
     if spark:
         parser.add_argument("--workers", type=int, default=1, help="number of barrier tasks, one DDP process each (default 1)")
+        parser.add_argument("--max-restarts", type=int, default=3,
+                            help="relaunches from the newest checkpoint after a lost worker or executor (default %(default)s)")
+        parser.add_argument("--stall-timeout", type=float, default=600,
+                            help="seconds without a new iteration in metrics.jsonl before a stalled stage is cancelled and "
+                                 "relaunched (default %(default)g: above a display interval plus a validation pass and a "
+                                 "checkpoint of ImageNet on GPUs)")
         device = parser.add_mutually_exclusive_group()
         device.add_argument("--gpu", action="store_true", help="train on GPUs (default: when Spark schedules GPUs to tasks)")
         device.add_argument("--cpu", action="store_true", help="train on CPUs even where GPUs are scheduled")

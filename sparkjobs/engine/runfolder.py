@@ -12,8 +12,10 @@ writes the folder under plain torchrun too.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import re
 from typing import Any
 
@@ -44,9 +46,11 @@ class RunFolder:
         """Where the run is found once it has finished."""
         return self.publish_to or self.root
 
-    def create(self) -> None:
-        if self.publish_to is not None and self.root.exists():
-            self.root.fs.delete_dir(self.root.path)  # a replacement that an earlier attempt left unfinished
+    def create(self, fresh: bool = True) -> None:
+        """Make the folders; a fresh replacement first removes one an earlier run left unfinished (a
+        relaunch of this run resumes in it instead)."""
+        if fresh and self.publish_to is not None and self.root.exists():
+            self.root.fs.delete_dir(self.root.path)
         for folder in (self.root, self.plots, self.checkpoints):
             folder.fs.create_dir(folder.path)
 
@@ -69,9 +73,11 @@ class RunFolder:
     # --- metrics ---------------------------------------------------------------------------------
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """One JSON line, appended and closed at once so a reader sees it while training runs."""
-        with self.metrics.fs.open_append_stream(self.metrics.path) as stream:
-            stream.write((json.dumps(record) + "\n").encode())
+        """One JSON line, appended and closed at once so a reader sees it while training runs. Standard
+        JSON: a value that is not a finite number (a diverged loss) is written as null."""
+        line = json.dumps({key: _finite_or_none(value) for key, value in record.items()}, allow_nan=False)
+        with self.metrics.fs.open_append_stream(self.metrics.path, compression=None) as stream:
+            stream.write((line + "\n").encode())
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.exists():
@@ -80,9 +86,11 @@ class RunFolder:
 
     def keep_metrics_through(self, iteration: int) -> None:
         """Drop lines after ``iteration`` (written after the checkpoint a resumed run starts from),
-        so that no iteration appears twice."""
-        kept = [record for record in self.read_metrics() if record["iteration"] <= iteration]
-        self.metrics.write_text_atomically("".join(json.dumps(record) + "\n" for record in kept))
+        so that no iteration appears twice. Restart records carry the iteration they resumed from."""
+        records = self.read_metrics()
+        kept = [record for record in records if record["iteration"] <= iteration]
+        if len(kept) < len(records):
+            self.metrics.write_text_atomically("".join(json.dumps(record) + "\n" for record in kept))
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -93,10 +101,16 @@ class RunFolder:
         return [self.checkpoints.join(info.base_name) for info in sorted(found, key=lambda info: info.base_name)]
 
     def save_checkpoint(self, state: dict[str, Any], iteration: int, keep: int) -> fs.Location:
+        """Write the checkpoint whole, read it back to verify it (a disk or DataNode that lost bytes is
+        found now, not at the restart that needs it), then drop the oldest beyond ``keep``."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
+        data = buffer.getvalue()
         target = self.checkpoints.join(f"iter-{iteration:08d}.pt")
-        target.write_bytes_atomically(buffer.getvalue())
+        target.write_bytes_atomically(data)
+        if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(data).digest():
+            target.fs.delete_file(target.path)
+            raise OSError(f"checkpoint {target.url} read back different from what was written; it was removed")
         for old in self.checkpoint_paths()[:-keep]:
             old.fs.delete_file(old.path)
         return target
@@ -134,3 +148,7 @@ class RunFolder:
             figure.savefig(buffer, format="png", bbox_inches="tight")
             plt.close(figure)
             self.plots.join(file_name).write_bytes_atomically(buffer.getvalue())
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value

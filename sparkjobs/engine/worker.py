@@ -13,7 +13,9 @@ is spent, and each step is followed by ``after_step`` (display, ``validate``, ``
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,27 +27,38 @@ from torch.nn.parallel import DistributedDataParallel
 
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform, TrainTransform
-from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, load_tensors
+from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
 from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step
 from torchonspark.sparkjobs.engine.export import export_model
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.recipe import learning_rate
 from torchonspark.sparkjobs.engine.scoring import count_hits
+from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, TrainingStopped, stop_line
 
 
 def train_worker(job: TrainJob) -> dict[str, Any] | None:
-    """Run this process's part of the job; rank 0 returns the summary, other ranks None."""
+    """Run this process's part of the job; rank 0 returns the summary, other ranks None. A failure
+    that a relaunch would repeat (divergence, bad data or arguments) ends the process with one line
+    and ``STOP_EXIT_STATUS`` (stops.py), not a traceback; torchrun then ends the other ranks."""
     device = select_device(job.device, int(os.environ.get("LOCAL_RANK", "0")))
     torch.set_num_threads(job.threads)
     rank, world_size = init_distributed(device)
+    trainer = None
     try:
-        summary = Trainer(job, device, rank, world_size).train()
+        trainer = Trainer(job, device, rank, world_size)
+        summary = trainer.train()
         # Leave together: a rank that tore down its end of the group while rank 0 was still writing
         # the export was seen to abort (SIGABRT) at exit.
         dist.barrier()
         return summary
+    except (TrainingStopped, ValueError) as error:
+        kind = error.kind if isinstance(error, TrainingStopped) else "input"
+        print(stop_line(kind, str(error), rank, trainer.iteration if trainer else None), flush=True)  # for the driver
+        print(f"rank {rank}: {error}", file=sys.stderr, flush=True)  # for a person (the last line under torchrun)
+        raise SystemExit(STOP_EXIT_STATUS) from None
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 class Clock:
@@ -126,6 +139,7 @@ class Trainer:
         self.losses = LossMeter(device)
         self.last_validation: tuple[float, float] | None = None
         self.validated_at: int | None = None
+        self.last_finite_loss: tuple[int, float] | None = None
 
     def _build_net(self) -> torch.nn.Module:
         torch.manual_seed(self.recipe.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
@@ -141,12 +155,17 @@ class Trainer:
         return net
 
     def _resume(self) -> int:
-        """Load the latest checkpoint into the net, the optimizer and this rank's RNG; its iteration."""
-        latest = self.run.latest_checkpoint()
-        if latest is None:
-            raise ValueError(f"--resume: {self.run.checkpoints.url} holds no checkpoint")
-        state = load_tensors(latest)
+        """Load the newest checkpoint that loads into the net, the optimizer and this rank's RNG; its
+        iteration. Newer ones that do not load (a truncated write) are skipped, and said so."""
+        found = newest_loadable(self.run.checkpoint_paths())
+        if found is None:
+            raise ValueError(f"--resume: {self.run.checkpoints.url} holds no checkpoint that loads")
+        latest, state, skipped = found
         check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url)
+        if self.rank == 0:
+            for line in skipped:
+                print(f"resume: {line}", flush=True)
+            print(f"resuming from iteration {state['iteration']} ({latest.url})", flush=True)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"][self.rank])
@@ -159,9 +178,8 @@ class Trainer:
     def train(self) -> dict[str, Any] | None:
         """Train to the end of the budget; rank 0 returns the summary."""
         if self.rank == 0:
-            self.run.create()
-            if self.job.resume:
-                self.run.keep_metrics_through(self.iteration)
+            self.run.create(fresh=not self.job.resume)
+            self.run.keep_metrics_through(self.iteration)  # what a failed attempt wrote after it, if anything
             print(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
                   f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images", flush=True)
         while self.iteration < self.max_iter:
@@ -201,16 +219,27 @@ class Trainer:
 
     def display(self, epoch: int, lr: float) -> None:
         mean_loss, steps = self.losses.reduce()
+        self.check_finite_loss(mean_loss, lr)
         seconds = self.clock.lap()
         speed = steps * self.world_size * self.recipe.batch_size / seconds
         if self.rank != 0:
             return
         self.run.append_metrics({"iteration": self.iteration, "epoch": epoch, "loss": mean_loss, "lr": lr,
-                                 "images_per_sec": speed, "elapsed": self.clock.wall_seconds()})
+                                 "images_per_sec": speed, "elapsed": self.clock.wall_seconds(), "time": time.time()})
         eta = (self.max_iter - self.iteration) * seconds / max(steps, 1)
         top = f"  val top-1 {self.last_validation[0]:.4f}" if self.last_validation else ""
         print(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
               f"{speed:.0f} img/s  ETA {_eta(eta)}{top}", flush=True)
+
+    def check_finite_loss(self, mean_loss: float, lr: float) -> None:
+        """Stop the run (every rank sees the same reduced loss) when the loss is no longer a number."""
+        if math.isfinite(mean_loss):
+            self.last_finite_loss = (self.iteration, mean_loss)
+            return
+        before = (f"the last finite mean loss was {self.last_finite_loss[1]:.4f} at iteration {self.last_finite_loss[0]}"
+                  if self.last_finite_loss else "no finite loss was seen")
+        raise Diverged(f"training diverged: the mean loss is {mean_loss} at iteration {self.iteration} ({before}, learning "
+                       f"rate {lr:.4g}); lower base_lr or add warmup_iters; nothing was exported")
 
     def validate(self) -> tuple[float, float]:
         """Top-1 and top-5 over the whole val split: each rank counts its shard, the counts are summed."""
@@ -236,7 +265,11 @@ class Trainer:
         return self.last_validation
 
     def save_checkpoint(self) -> None:
-        """Rank 0 writes what a restart needs, every rank's RNG state included."""
+        """Rank 0 writes what a restart needs, every rank's RNG state included; never weights that are
+        not finite (DDP keeps them equal on every rank, so every rank stops alike)."""
+        if not all(torch.isfinite(parameter).all() for parameter in self.net.parameters()):
+            raise Diverged(f"training diverged: weights are not finite at iteration {self.iteration}; lower base_lr or add "
+                           "warmup_iters; no checkpoint was written and nothing was exported")
         rng = [None] * self.world_size
         dist.all_gather_object(rng, torch.get_rng_state())
         cuda_rng = None
@@ -265,6 +298,7 @@ class Trainer:
             "recipe": self.recipe.to_dict(),
             "device": self.device.type,
             "resumed_from": self.first_iteration or None,
+            "restarts": [record for record in self.run.read_metrics() if record.get("event") == "restart"],
         }
         self.run.write_summary(summary)
         self.run.write_plots()

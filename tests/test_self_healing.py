@@ -1,0 +1,198 @@
+"""Training that heals itself, with real faults: worker processes killed with SIGKILL while a 2-worker
+run trains on barrier tasks (local[2]); the driver relaunches from the newest checkpoint and the run
+ends with exactly the weights of an uninterrupted one. And what must not be retried or hidden: a
+diverged loss, a second writer, a checkpoint that does not load."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+import torch
+
+from torchonspark.datasets import fs
+from torchonspark.datasets.outputlock import Holder, OutputLock, OutputLocked, lock_location
+from torchonspark.sparkjobs import train_resnet
+
+pytestmark = pytest.mark.e2e
+
+HEAL = """model: {name: tiny, main_branch: normal, num_output_stage1: 16, blocks: [1, 1, 1, 1], fc_layers: false}
+batch_size: 16
+base_lr: 0.05
+max_iter: 60
+crop_size: 32
+scale_range: [32, 40]
+mirror: false
+display: 1
+snapshot: 20
+seed: 5
+"""
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("heal") / "heal.yaml"
+    path.write_text(HEAL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(spark, digits_parquet, recipe, tmp_path_factory):
+    data, _ = digits_parquet
+    run = tmp_path_factory.mktemp("runs") / "straight"
+    assert train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"]) == 0
+    return torch.load(run / "model" / "weights.pt", weights_only=True)
+
+
+def metrics(run):
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def training_processes(rank: int) -> list:
+    """The torch.distributed worker of ``rank`` that TorchDistributor's torchrun started."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            environment = process.environ()
+        except (psutil.Error, OSError):
+            continue
+        if environment.get("TORCHELASTIC_RUN_ID") is not None and environment.get("RANK") == str(rank):
+            found.append(process)
+    return found
+
+
+class Killer(threading.Thread):
+    """Kills rank r's worker with SIGKILL once the run's metrics pass an iteration, for each (after,
+    rank) in turn; bounded in time."""
+
+    def __init__(self, run, plan, deadline_s=240):
+        super().__init__(daemon=True)
+        self.run_folder, self.plan, self.deadline = run, list(plan), time.monotonic() + deadline_s
+        self.killed = []
+
+    def run(self):
+        while self.plan and time.monotonic() < self.deadline:
+            after, rank = self.plan[0]
+            records = [r for r in metrics(self.run_folder) if "loss" in r]
+            if records and records[-1]["iteration"] >= after and records[-1]["iteration"] < after + 15:
+                victims = training_processes(rank)
+                if victims:
+                    for victim in victims:
+                        victim.send_signal(signal.SIGKILL)
+                    self.killed.append((records[-1]["iteration"], rank))
+                    self.plan.pop(0)
+            time.sleep(0.05)
+
+
+def test_killed_workers_are_relaunched_from_the_checkpoint_and_the_run_ends_as_if_uninterrupted(
+        spark, digits_parquet, recipe, uninterrupted, tmp_path, capsys):
+    data, _ = digits_parquet
+    run = tmp_path / "run"
+    killer = Killer(run, [(25, 1), (45, 0)])  # rank 1 after the checkpoint at 20, rank 0 after the one at 40
+    killer.start()
+    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"])
+    killer.join(timeout=5)
+    out = capsys.readouterr().out
+    assert [rank for _, rank in killer.killed] == [1, 0]
+    assert status == 0, out[-3000:]
+    restarts = [r for r in metrics(run) if r.get("event") == "restart"]
+    assert [r["iteration"] for r in restarts] == [20, 40]
+    assert all(r["iterations_redone"] >= 5 and r["seconds_lost"] > 0 and r["cause"] for r in restarts), restarts
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["iteration"] for r in summary["restarts"]] == [20, 40] and summary["iterations"] == 60
+    iterations = [r["iteration"] for r in metrics(run) if "loss" in r]
+    assert iterations == list(range(1, 61))  # every iteration once: the lost ones' lines were dropped at each resume
+    weights = torch.load(run / "model" / "weights.pt", weights_only=True)
+    assert weights.keys() == uninterrupted.keys() and all(torch.equal(weights[k], uninterrupted[k]) for k in weights)
+    assert "relaunching from iteration 20" in out and "relaunching from iteration 40" in out
+
+
+def run_worker(*argv):
+    """The worker alone, in one plain process (no Spark, no torchrun)."""
+    return subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.train_worker", "--threads", "1", *argv],
+                          capture_output=True, text=True, timeout=300)
+
+
+def strict_json(line: str):
+    return json.loads(line, parse_constant=lambda name: pytest.fail(f"not standard JSON: {name}"))
+
+
+def test_a_diverging_run_stops_with_one_line_and_leaves_no_model_and_no_bad_checkpoint(digits_parquet, recipe, tmp_path):
+    data, _ = digits_parquet
+    run = tmp_path / "run"
+    result = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(run), "--base-lr", "1e4",
+                        "--max-iter", "40", "--snapshot", "5")
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rank 0: training diverged:") and "lower base_lr" in last
+    assert not (run / "model").exists() and not (run / "summary.json").exists()
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        strict_json(line)
+    for checkpoint in (run / "checkpoints").iterdir():
+        state = torch.load(checkpoint, weights_only=True)
+        assert all(torch.isfinite(tensor).all() for tensor in state["model"].values() if tensor.is_floating_point())
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(digits_parquet, recipe, tmp_path):
+    data, _ = digits_parquet
+    run = tmp_path / "run"
+    first = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(run), "--max-iter", "10", "--snapshot", "5")
+    assert first.returncode == 0, first.stderr[-2000:]
+    newest = run / "checkpoints" / "iter-00000010.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a write that lost its end
+    again = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(run), "--resume", "--max-iter", "12")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resume: skipped iter-00000010.pt:" in again.stdout and "truncated" in again.stdout
+    assert "resuming from iteration 5" in again.stdout
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] == 5
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_dead_holder_can_be_taken_over(digits_parquet, recipe, tmp_path, capsys):
+    data, _ = digits_parquet
+    output = fs.resolve(str(tmp_path / "run"))
+    with OutputLock(output, "--output"):
+        with pytest.raises(SystemExit) as refused:
+            train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", output.url, "--workers", "2"])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and err.count("\n") == 1
+        assert f"is being written by process {os.getpid()} on" in err and "--take-over-lock" in err
+        with pytest.raises(OutputLocked):
+            OutputLock(output, "--output").acquire()
+    assert not lock_location(output).exists()  # released when the holder is done
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    lock_location(output).write_bytes(json.dumps({**Holder.this_process().__dict__, "pid": int(dead)}).encode())
+    with pytest.raises(OutputLocked, match="that process is gone"):
+        OutputLock(output, "--output").acquire()
+    taken = OutputLock(output, "--output", take_over=True)
+    taken.acquire()
+    assert json.loads(lock_location(output).read_bytes())["pid"] == os.getpid()
+    taken.release()
+    assert not lock_location(output).exists()
+
+
+def test_files_that_are_not_tensors_are_refused_in_one_line_that_never_suggests_unsafe_loading(tmp_path):
+    from torchonspark.sparkjobs.engine.checkpoint import load_tensors
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo this must never run",))
+
+    torch.save({"weights": Payload()}, tmp_path / "code.pt")
+    (tmp_path / "text.pt").write_text("not a torch file\n")
+    torch.save({"w": torch.ones(1000)}, tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:500])
+    messages = {}
+    for name in ("code.pt", "text.pt", "cut.pt"):
+        with pytest.raises(ValueError) as refused:
+            load_tensors(fs.resolve(str(tmp_path / name)))
+        messages[name] = str(refused.value)
+    assert "holds a Python object (posix.system) that loading would run" in messages["code.pt"]
+    assert messages["text.pt"].endswith("text.pt is not a file torch.save wrote")
+    assert "cut.pt is truncated or not a file torch.save wrote" in messages["cut.pt"]
+    assert all("\n" not in message and "weights_only=False" not in message for message in messages.values())
