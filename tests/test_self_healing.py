@@ -68,8 +68,8 @@ def training_processes(rank: int) -> list:
 
 
 class Killer(threading.Thread):
-    """Kills rank r's worker with SIGKILL once the run's metrics pass an iteration, for each (after,
-    rank) in turn; bounded in time."""
+    """Sends rank r's worker a signal once the run's metrics pass an iteration, for each (after,
+    signal, rank) in turn; bounded in time."""
 
     def __init__(self, run, plan, deadline_s=240):
         super().__init__(daemon=True)
@@ -78,32 +78,36 @@ class Killer(threading.Thread):
 
     def run(self):
         while self.plan and time.monotonic() < self.deadline:
-            after, rank = self.plan[0]
+            after, sent, rank = self.plan[0]
             records = [r for r in metrics(self.run_folder) if "loss" in r]
             if records and records[-1]["iteration"] >= after and records[-1]["iteration"] < after + 15:
                 victims = training_processes(rank)
                 if victims:
                     for victim in victims:
-                        victim.send_signal(signal.SIGKILL)
-                    self.killed.append((records[-1]["iteration"], rank))
+                        victim.send_signal(sent)
+                    self.killed.append((records[-1]["iteration"], sent, rank))
                     self.plan.pop(0)
             time.sleep(0.05)
 
 
-def test_killed_workers_are_relaunched_from_the_checkpoint_and_the_run_ends_as_if_uninterrupted(
+def test_killed_and_stalled_workers_are_relaunched_from_the_checkpoint_and_the_run_ends_as_if_uninterrupted(
         spark, digits_parquet, recipe, uninterrupted, tmp_path, capsys):
     data, _ = digits_parquet
     run = tmp_path / "run"
-    killer = Killer(run, [(25, 1), (45, 0)])  # rank 1 after the checkpoint at 20, rank 0 after the one at 40
+    # rank 1 killed after the checkpoint at 20; rank 0 stopped (a stall) after the one at 40
+    killer = Killer(run, [(25, signal.SIGKILL, 1), (45, signal.SIGSTOP, 0)])
     killer.start()
-    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"])
+    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2",
+                                "--stall-timeout", "10"])
     killer.join(timeout=5)
     out = capsys.readouterr().out
-    assert [rank for _, rank in killer.killed] == [1, 0]
+    assert [(sent, rank) for _, sent, rank in killer.killed] == [(signal.SIGKILL, 1), (signal.SIGSTOP, 0)]
     assert status == 0, out[-3000:]
     restarts = [r for r in metrics(run) if r.get("event") == "restart"]
     assert [r["iteration"] for r in restarts] == [20, 40]
-    assert all(r["iterations_redone"] >= 5 and r["seconds_lost"] > 0 and r["cause"] for r in restarts), restarts
+    assert restarts[0]["cause"] == "rank 1 was killed by SIGKILL"
+    assert restarts[1]["cause"].startswith("no progress for ") and "a stalled worker" in restarts[1]["cause"]
+    assert all(r["iterations_redone"] >= 5 and r["seconds_lost"] > 0 for r in restarts), restarts
     summary = json.loads((run / "summary.json").read_text())
     assert [r["iteration"] for r in summary["restarts"]] == [20, 40] and summary["iterations"] == 60
     iterations = [r["iteration"] for r in metrics(run) if "loss" in r]
@@ -111,6 +115,7 @@ def test_killed_workers_are_relaunched_from_the_checkpoint_and_the_run_ends_as_i
     weights = torch.load(run / "model" / "weights.pt", weights_only=True)
     assert weights.keys() == uninterrupted.keys() and all(torch.equal(weights[k], uninterrupted[k]) for k in weights)
     assert "relaunching from iteration 20" in out and "relaunching from iteration 40" in out
+    assert training_processes(0) == [] and training_processes(1) == []  # the stopped one too: nothing left behind
 
 
 def run_worker(*argv):

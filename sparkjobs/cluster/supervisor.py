@@ -34,6 +34,7 @@ from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
 POLL_S = 1.0
+STARTUP_GRACE_S = 120.0  # before the first metrics line: Spark's tasks, torchrun, imports, the data listed
 
 
 @dataclass
@@ -96,19 +97,16 @@ class Supervisor:
             context.setJobGroup(None, None)  # type: ignore[arg-type]
 
     def _watch(self, run: RunFolder, group: str, done: threading.Event, stall: Stall) -> None:
-        """Cancel the stage when metrics.jsonl shows no new iteration for stall_timeout_s (counted from
-        the launch for the first line: the workers start, load and warm up within it)."""
-        last, since = None, time.monotonic()
+        """Cancel the stage when metrics.jsonl shows no new iteration for stall_timeout_s (the first
+        line may take STARTUP_GRACE_S longer: the workers start and warm up)."""
+        started = time.monotonic()
+        last, since = _latest_iteration(run), started + STARTUP_GRACE_S  # what an earlier attempt wrote, if any
         while not done.wait(POLL_S):
-            try:
-                records = run.read_metrics()
-            except (OSError, ValueError):
-                continue  # a read racing a rewrite: look again next time
-            iteration = max((r["iteration"] for r in records if "loss" in r or "val_top1" in r), default=None)
+            iteration = _latest_iteration(run)
             if iteration != last:
                 last, since = iteration, time.monotonic()
             elif time.monotonic() - since > self.stall_timeout_s:
-                stall.seconds, stall.iteration = time.monotonic() - since, last
+                stall.seconds, stall.iteration = time.monotonic() - max(since, started), last
                 self.spark.sparkContext.cancelJobGroup(group)
                 return
 
@@ -158,3 +156,12 @@ class Supervisor:
         run.discard()  # an unfinished replacement of an existing run (--overwrite)
         if started_fresh and not run.checkpoint_paths() and run.root.exists():
             run.root.fs.delete_dir(run.root.path)  # a failed start leaves no run folder behind to block a re-run
+
+
+def _latest_iteration(run: RunFolder) -> int | None:
+    """The newest iteration metrics.jsonl reports (None if none, or if the read raced a rewrite)."""
+    try:
+        records = run.read_metrics()
+    except (OSError, ValueError):
+        return None
+    return max((r["iteration"] for r in records if "loss" in r or "val_top1" in r), default=None)

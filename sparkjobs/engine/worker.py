@@ -13,12 +13,18 @@ is spent, and each step is followed by ``after_step`` (display, ``validate``, ``
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,6 +46,8 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     """Run this process's part of the job; rank 0 returns the summary, other ranks None. A failure
     that a relaunch would repeat (divergence, bad data or arguments) ends the process with one line
     and ``STOP_EXIT_STATUS`` (stops.py), not a traceback; torchrun then ends the other ranks."""
+    _exit_when_orphaned()
+    _end_stale_workers_of(job)
     device = select_device(job.device, int(os.environ.get("LOCAL_RANK", "0")))
     torch.set_num_threads(job.threads)
     rank, world_size = init_distributed(device)
@@ -59,6 +67,46 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _exit_when_orphaned(poll_s: float = 1.0) -> None:
+    """End this process when its launcher (torchrun) is gone. torchrun starts each worker in a session
+    of its own, so a worker whose torchrun was killed (a relaunch cancelling a stalled attempt kills it
+    within half a second) would otherwise live on, stuck in a collective for torch's 30-minute timeout."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="torchonspark-orphan-watch").start()
+
+
+def _end_stale_workers_of(job: TrainJob) -> None:
+    """Kill this host's workers of an earlier attempt of the same run (another rendezvous port than
+    this attempt's), then register this one. A worker that was stopped (SIGSTOP, a debugger) when its
+    attempt was cancelled cannot notice that its torchrun is gone, and would keep its memory (on a
+    GPU, its device) for good."""
+    folder = Path(tempfile.gettempdir()) / "torchonspark-workers"
+    folder.mkdir(exist_ok=True)
+    run = hashlib.sha1(job.output.url.encode()).hexdigest()[:16]
+    for pidfile in folder.glob(f"{run}-*.pid"):
+        try:
+            pid = int(pidfile.read_text())
+            environment = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, ValueError):
+            pidfile.unlink(missing_ok=True)  # gone already
+            continue
+        variables = dict(item.split(b"=", 1) for item in environment.split(b"\0") if b"=" in item)
+        if b"TORCHELASTIC_RUN_ID" not in variables:  # not a torch worker any more: a reused pid
+            pidfile.unlink(missing_ok=True)
+        elif variables.get(b"MASTER_PORT") != os.environ.get("MASTER_PORT", "").encode():  # another attempt's
+            os.kill(pid, signal.SIGKILL)
+            pidfile.unlink(missing_ok=True)
+    mine = folder / f"{run}-{os.getpid()}.pid"
+    mine.write_text(str(os.getpid()))
+    atexit.register(mine.unlink, missing_ok=True)
 
 
 class Clock:
