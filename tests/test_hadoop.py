@@ -230,3 +230,40 @@ def test_a_path_without_permission_is_one_line_and_leaves_nothing_behind(convert
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0, result.stderr[-3000:]
     assert "Permission denied" in result.stderr and "alice" in result.stderr
     assert [info.path for info in fs.list_files(private)] == [] and fs.list_dirs(private) == []
+
+
+FORK_CHECK = """
+import os, sys, time
+from torchonspark.datasets import fs
+url = sys.argv[1]
+
+def child_reads():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fs.resolve(url).read_bytes()
+            print("child read", flush=True)
+        except (RuntimeError, ValueError) as error:
+            print("child refused:", str(error), flush=True)
+        os._exit(0)
+    for _ in range(200):  # bounded: 20 s
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    print("child hung", flush=True)
+
+child_reads()                    # a fork before this process used HDFS: the child has a runtime of its own
+print("parent read", len(fs.resolve(url).read_bytes()), flush=True)
+child_reads()                    # a fork after: hdfs-native's runtime threads are not in the child
+print("parent read", len(fs.resolve(url).read_bytes()), flush=True)
+"""
+
+
+def test_hdfs_in_a_forked_child_works_or_refuses_in_one_line_but_never_hangs(converted):
+    result = subprocess.run([sys.executable, "-c", FORK_CHECK, f"{converted}/labels.json"], capture_output=True, text=True,
+                            timeout=120, env=os.environ)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "child read" and lines[1].startswith("parent read") and lines[3].startswith("parent read")
+    assert lines[2].startswith("child refused:") and "was forked from process" in lines[2] and "would hang" in lines[2]

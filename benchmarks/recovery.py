@@ -1,0 +1,147 @@
+"""How long a 2-worker run takes to heal, per fault kind, and what the healing costs when nothing fails.
+
+    .venv/bin/python benchmarks/recovery.py [--iterations 200] [--snapshot 50]
+
+Faults, each in its own run of the digits recipe on local[2] (`torchonspark train`, a real driver):
+a SIGKILL of rank 1's worker, and a SIGSTOP of rank 0's (a stall, found by the watchdog). For each:
+seconds from the fault to the first new iteration after the relaunch, and iterations redone. The
+baseline is the same run without a fault (its whole duration), measured in the same run.
+
+Then the price of never losing more than a checkpoint interval: a checkpoint of ResNet-50 (the model
+and SGD's momentum, about 200 MB) written whole, with and without reading it back to verify it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+from digits_data import digits_parquet
+
+from torchonspark.datasets import fs
+from torchonspark.netdefs import load_model
+from torchonspark.sparkjobs.engine.runfolder import RunFolder
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "digits.yaml"
+STALL_TIMEOUT_S = 15
+
+
+def loss_records(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [r for r in (json.loads(line) for line in path.read_text().splitlines()) if "loss" in r] if path.exists() else []
+
+
+def worker_of(rank: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            environment = process.environ()
+        except (psutil.Error, OSError):
+            continue
+        if environment.get("TORCHELASTIC_RUN_ID") is not None and environment.get("RANK") == str(rank):
+            found.append(process)
+    return found
+
+
+def train(data: Path, run: Path, iterations: int, snapshot: int, fault: tuple[int, int, int] | None) -> dict:
+    """Run the train job; with ``fault`` = (after iteration, signal, rank), send it once. Returns the
+    wall seconds, and for a fault its time and the restart record."""
+    command = [str(Path(sys.executable).with_name("torchonspark")), "train", "--conf", str(CONF), "--data", str(data),
+               "--output", str(run), "--workers", "2", "--master", "local[2]", "--max-iter", str(iterations),
+               "--snapshot", str(snapshot), "--display", "5", "--test-interval", "0", "--stall-timeout", str(STALL_TIMEOUT_S)]
+    faulted: dict = {}
+
+    def inject() -> None:
+        after, sent, rank = fault
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            records = loss_records(run)
+            if records and records[-1]["iteration"] >= after:
+                for victim in worker_of(rank):
+                    victim.send_signal(sent)
+                faulted["time"] = time.time()
+                return
+            time.sleep(0.02)
+
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    injector = threading.Thread(target=inject, daemon=True) if fault else None
+    if injector:
+        injector.start()
+    _, err = process.communicate(timeout=1200)
+    seconds = time.monotonic() - started
+    if process.returncode != 0:
+        raise SystemExit(f"train failed:\n{err[-3000:]}")
+    result = {"seconds": seconds}
+    if fault:
+        restart = next(json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"restart"' in line)
+        first_new = min(r["time"] for r in loss_records(run) if r["time"] > restart["time"])
+        result.update(recovery=first_new - faulted["time"], redone=restart["iterations_redone"], cause=restart["cause"])
+    return result
+
+
+def checkpoint_seconds(verify: bool, repeats: int = 3) -> float:
+    net = load_model("resnet_50").build()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.zeros(2, 3, 224, 224)).sum().backward()
+    optimizer.step()  # momentum buffers exist, as in a real checkpoint
+    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": 1}
+    best = float("inf")
+    with tempfile.TemporaryDirectory() as work:
+        run = RunFolder(fs.resolve(work))
+        run.create()
+        for repeat in range(repeats):
+            started = time.perf_counter()
+            if verify:
+                run.save_checkpoint(state, repeat + 1, keep=1)
+            else:  # what save_checkpoint did before: the same bytes, written whole, not read back
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                run.checkpoints.join(f"iter-{repeat + 1:08d}.pt").write_bytes_atomically(buffer.getvalue())
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--snapshot", type=int, default=50)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "torchonspark-bench")
+    args = parser.parse_args()
+    data = digits_parquet(args.work)
+    after = args.snapshot + args.snapshot // 2  # half an interval past a checkpoint: the expected loss
+    runs = {}
+    with tempfile.TemporaryDirectory(dir=args.work) as work:
+        runs["no fault"] = train(data, Path(work) / "plain", args.iterations, args.snapshot, None)
+        runs["SIGKILL of rank 1"] = train(data, Path(work) / "kill", args.iterations, args.snapshot, (after, signal.SIGKILL, 1))
+        runs["SIGSTOP of rank 0 (stall)"] = train(data, Path(work) / "stop", args.iterations, args.snapshot, (after, signal.SIGSTOP, 0))
+    print(f"digits recipe, {args.iterations} iterations on 2 workers (local[2]), checkpoint every {args.snapshot}, "
+          f"fault at iteration {after}, --stall-timeout {STALL_TIMEOUT_S}")
+    for name, result in runs.items():
+        line = f"{name:28s} run {result['seconds']:6.1f} s"
+        if "recovery" in result:
+            line += (f"   fault -> first new iteration {result['recovery']:5.1f} s, {result['redone']} iterations redone"
+                     f"   ({result['cause'][:60]})")
+        print(line)
+    for name in ("SIGKILL of rank 1", "SIGSTOP of rank 0 (stall)"):
+        print(f"ratio, run with {name} / without fault      {runs[name]['seconds'] / runs['no fault']['seconds']:5.2f}")
+    plain, verified = checkpoint_seconds(verify=False), checkpoint_seconds(verify=True)
+    print(f"ResNet-50 checkpoint, written whole             {plain:6.2f} s")
+    print(f"ResNet-50 checkpoint, written and verified      {verified:6.2f} s")
+    print(f"ratio verified / written                        {verified / plain:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
