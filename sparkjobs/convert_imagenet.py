@@ -29,6 +29,7 @@ from torchonspark.datasets import fs, hdfs
 from torchonspark.datasets.images import DEFAULT_JPEG_QUALITY, BadImage, convert_image
 from torchonspark.datasets.imagenet import ImageNetTree, SplitListing, list_imagenet
 from torchonspark.datasets.loader import list_row_groups
+from torchonspark.datasets.outputlock import OutputLock
 from torchonspark.datasets.schema import ImageSchema, image_row
 from torchonspark.sparkjobs.cluster.session import spark_session
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
@@ -230,12 +231,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-files", type=int, help=f"Parquet files per split (default: enough for {ROW_GROUPS_PER_FILE} row groups each, at least {MIN_FILES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the order rows are written in (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    parser.add_argument("--take-over-lock", action="store_true", help="take OUTPUT's lock from a conversion that is gone")
     parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    report = convert_imagenet(
+    with OutputLock(fs.resolve(args.output), "OUTPUT", take_over=args.take_over_lock):  # one conversion per OUTPUT
+        report = _convert(args)
+    print("\n".join(convert_report_lines(report)))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> dict[str, object]:
+    return convert_imagenet(
         args.root,
         args.output,
         val_labels=args.val_labels,
@@ -248,8 +257,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         master=args.master,
     )
-    print("\n".join(convert_report_lines(report)))
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

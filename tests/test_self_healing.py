@@ -201,3 +201,23 @@ def test_files_that_are_not_tensors_are_refused_in_one_line_that_never_suggests_
     assert messages["text.pt"].endswith("text.pt is not a file torch.save wrote")
     assert "cut.pt is truncated or not a file torch.save wrote" in messages["cut.pt"]
     assert all("\n" not in message and "weights_only=False" not in message for message in messages.values())
+
+
+def test_checkpoints_come_at_least_every_snapshot_minutes_at_a_display_all_ranks_agree_on(digits_parquet, recipe, tmp_path):
+    data, _ = digits_parquet
+    run = tmp_path / "run"
+    result = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(run), "--max-iter", "15", "--snapshot", "0",
+                        "--snapshot-minutes", "0.00001", "--display", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter-00000005.pt", "iter-00000010.pt", "iter-00000015.pt"]
+
+
+def test_a_second_conversion_into_the_same_output_is_refused(digits_parquet, tmp_path, capsys):
+    from torchonspark.sparkjobs import convert_imagenet
+
+    output = fs.resolve(str(tmp_path / "out"))
+    with OutputLock(output, "OUTPUT"):
+        with pytest.raises(SystemExit) as refused:
+            convert_imagenet.main([str(tmp_path / "no-tree-needed"), output.url])
+    assert refused.value.code == 2 and "OUTPUT " + output.url + " is being written by process" in capsys.readouterr().err
+    assert not output.exists()

@@ -33,6 +33,7 @@ OVERRIDES = (
     ("--test-interval", "test_interval", int),
     ("--display", "display", int),
     ("--snapshot", "snapshot", int),
+    ("--snapshot-minutes", "snapshot_minutes", float),
 )
 
 

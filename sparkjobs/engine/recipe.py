@@ -47,6 +47,7 @@ class Recipe:
     test_interval: int = 0  # validate every N iterations (0: at the end only)
     display: int = 20
     snapshot: int = 0  # checkpoint every N iterations (0: at the end only)
+    snapshot_minutes: float = 0  # and at least this often, in training minutes (0: off)
     keep_snapshots: int = 3
     seed: int = 0
 
@@ -59,7 +60,7 @@ class Recipe:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1; got {getattr(self, key)}")
-        for key in ("test_interval", "snapshot", "warmup_iters", "seed"):
+        for key in ("test_interval", "snapshot", "warmup_iters", "seed", "snapshot_minutes"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must not be negative; got {getattr(self, key)}")
         if self.base_lr <= 0:
@@ -119,6 +120,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "test_interval": (int,),
     "display": (int,),
     "snapshot": (int,),
+    "snapshot_minutes": (int, float),
     "keep_snapshots": (int,),
     "seed": (int,),
 }

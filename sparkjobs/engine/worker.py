@@ -188,6 +188,7 @@ class Trainer:
         self.last_validation: tuple[float, float] | None = None
         self.validated_at: int | None = None
         self.last_finite_loss: tuple[int, float] | None = None
+        self.checkpointed_at = time.monotonic()
 
     def _build_net(self) -> torch.nn.Module:
         torch.manual_seed(self.recipe.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
@@ -252,16 +253,30 @@ class Trainer:
                 break
 
     def after_step(self, epoch: int, lr: float) -> None:
-        """What the recipe schedules after a step: a display line, a validation, a checkpoint."""
+        """What the recipe schedules after a step: a display line, a validation, a checkpoint (every
+        ``snapshot`` iterations, and at a display when ``snapshot_minutes`` have passed since the last)."""
         recipe, iteration = self.recipe, self.iteration
+        overdue = False
         if iteration % recipe.display == 0 or iteration == self.max_iter:
             self.display(epoch, lr)
+            overdue = self.checkpoint_overdue()
         if recipe.test_interval and iteration % recipe.test_interval == 0:
             with self.clock.paused():
                 self.validate()
-        if recipe.snapshot and iteration % recipe.snapshot == 0 and iteration < self.max_iter:
+        snapshot_due = bool(recipe.snapshot) and iteration % recipe.snapshot == 0
+        if (snapshot_due or overdue) and iteration < self.max_iter:
             with self.clock.paused():
                 self.save_checkpoint()
+
+    def checkpoint_overdue(self) -> bool:
+        """Whether snapshot_minutes have passed since the last checkpoint, as rank 0's clock says:
+        every rank must checkpoint at the same iteration (it gathers their RNG states), so rank 0
+        decides and tells the others."""
+        if not self.recipe.snapshot_minutes:
+            return False
+        overdue = torch.tensor([time.monotonic() - self.checkpointed_at > 60 * self.recipe.snapshot_minutes], device=self.device)
+        dist.broadcast(overdue, src=0)
+        return bool(overdue.item())
 
     # --- the steps -----------------------------------------------------------------------------------
 
@@ -328,6 +343,7 @@ class Trainer:
             state = checkpoint_state(self.net, self.optimizer, self.iteration, (self.iteration - 1) // self.per_epoch, rng,
                                      cuda_rng, self.world_size, self.recipe.batch_size, self.recipe.to_dict(), self.job.netdef)
             self.run.save_checkpoint(state, self.iteration, self.recipe.keep_snapshots)
+        self.checkpointed_at = time.monotonic()
 
     def finish(self) -> dict[str, Any]:
         """Rank 0: the exported model, the summary and the plots; then the run is published."""
