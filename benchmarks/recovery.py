@@ -25,13 +25,15 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import torch
 from digits_data import digits_parquet
 
 from torchonspark.datasets import fs
 from torchonspark.netdefs import load_model
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from faults import training_processes  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "digits.yaml"
 STALL_TIMEOUT_S = 15
@@ -40,18 +42,6 @@ STALL_TIMEOUT_S = 15
 def loss_records(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
     return [r for r in (json.loads(line) for line in path.read_text().splitlines()) if "loss" in r] if path.exists() else []
-
-
-def worker_of(rank: int) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            environment = process.environ()
-        except (psutil.Error, OSError):
-            continue
-        if environment.get("TORCHELASTIC_RUN_ID") is not None and environment.get("RANK") == str(rank):
-            found.append(process)
-    return found
 
 
 def train(data: Path, run: Path, iterations: int, snapshot: int, fault: tuple[int, int, int] | None) -> dict:
@@ -68,7 +58,7 @@ def train(data: Path, run: Path, iterations: int, snapshot: int, fault: tuple[in
         while time.monotonic() < deadline:
             records = loss_records(run)
             if records and records[-1]["iteration"] >= after:
-                for victim in worker_of(rank):
+                for victim in training_processes(rank):
                     victim.send_signal(sent)
                 faulted["time"] = time.time()
                 return

@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 
-import psutil
 import pytest
 import torch
+from faults import training_processes
 
 from torchonspark.datasets import fs
 from torchonspark.datasets.outputlock import Holder, OutputLock, OutputLocked, lock_location
@@ -52,19 +52,6 @@ def uninterrupted(spark, digits_parquet, recipe, tmp_path_factory):
 def metrics(run):
     path = run / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def training_processes(rank: int) -> list:
-    """The torch.distributed worker of ``rank`` that TorchDistributor's torchrun started."""
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            environment = process.environ()
-        except (psutil.Error, OSError):
-            continue
-        if environment.get("TORCHELASTIC_RUN_ID") is not None and environment.get("RANK") == str(rank):
-            found.append(process)
-    return found
 
 
 class Killer(threading.Thread):
