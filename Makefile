@@ -6,6 +6,10 @@ PYTHON ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The Hadoop mini cluster's launcher (see the minicluster target). Defined before any rule: make expands
+# a rule's prerequisites as it reads it.
+MINICLUSTER := tests/minicluster
+MINICLUSTER_STAMP := $(MINICLUSTER)/target/classpath.args
 
 .PHONY: demo test test-slow dist venv check-java constraints clean bench-deps minicluster minicluster-jar
 
@@ -47,10 +51,7 @@ bench-deps: $(STAMP)
 # build/minicluster/).
 # Maven builds it once and records the classpath; it then starts with plain java, with no Maven (and
 # no network) at run time. The classpath argfile is the stamp: written last, so that a failed build
-# leaves none and the next make retries. (Defined before the rules: make expands prerequisites as it
-# reads them.)
-MINICLUSTER := tests/minicluster
-MINICLUSTER_STAMP := $(MINICLUSTER)/target/classpath.args
+# leaves none and the next make retries.
 
 minicluster: check-java $(STAMP) $(MINICLUSTER_STAMP)
 	$(VPY) tests/hadoop.py --spark-properties build/spark-minicluster.conf
