@@ -47,18 +47,34 @@ class RowGroup:
     path: str  # inside the dataset's filesystem
     index: int
     rows: int
+    labels: tuple[int, int] | None = None  # the label column's (min, max), from the Parquet statistics
 
 
 def list_row_groups(dataset: fs.Location) -> list[RowGroup]:
-    """Every row group of the dataset's Parquet files, in file-path order."""
+    """Every row group of the dataset's Parquet files, in file-path order. A file that is not readable
+    Parquet (truncated, zeroed) is a ValueError naming it."""
     groups = []
     for info in fs.list_files(dataset):
         if not info.base_name.endswith(".parquet"):
             continue
-        with dataset.fs.open_input_file(info.path) as stream:
-            metadata = pq.ParquetFile(stream).metadata
-        groups += [RowGroup(info.path, i, metadata.row_group(i).num_rows) for i in range(metadata.num_row_groups)]
+        try:
+            with dataset.fs.open_input_file(info.path) as stream:
+                metadata = pq.ParquetFile(stream).metadata
+        except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{dataset.join(info.base_name).url} is not a readable Parquet file ({first}): "
+                             "convert the data again") from None
+        groups += [RowGroup(info.path, i, metadata.row_group(i).num_rows, _label_range(metadata.row_group(i)))
+                   for i in range(metadata.num_row_groups)]
     return groups
+
+
+def _label_range(row_group: pq.RowGroupMetaData) -> tuple[int, int] | None:
+    for j in range(row_group.num_columns):
+        column = row_group.column(j)
+        if column.path_in_schema == LABEL_COLUMN and column.statistics is not None and column.statistics.has_min_max:
+            return int(column.statistics.min), int(column.statistics.max)
+    return None
 
 
 def shard_row_groups(groups: list[RowGroup], rank: int, world_size: int) -> list[RowGroup]:

@@ -45,10 +45,32 @@ def check_scoring_arguments(args: argparse.Namespace) -> tuple[fs.Location, fs.L
         raise ValueError("--workers and --batch-size must be at least 1")
     model = fs.resolve(args.model)
     check_model_folder(model)
-    split_data = dataset_split(fs.resolve(args.data), args.split)
+    data = fs.resolve(args.data)
+    check_same_classes(model, data)
+    split_data = dataset_split(data, args.split)
     output = fs.resolve(args.output)
     fs.refuse_existing(output, args.overwrite, "--output")
     return model, split_data, output
+
+
+def check_same_classes(model: fs.Location, data: fs.Location) -> None:
+    """The model's classes must be the data's, in the same order: a label is an index into both
+    labels.json files. The same wnids in another order are refused, not remapped: convert sorts the
+    wnids, so another order means a data set from another tool or a hand-edited file, whose labels
+    cannot be trusted to follow its labels.json either."""
+    if not data.join("labels.json").exists():
+        raise ValueError(f"--data {data.url} has no labels.json: is it the OUTPUT of `torchonspark convert`?")
+    ours = [entry["wnid"] for entry in json.loads(model.join("labels.json").read_bytes())]
+    theirs = [entry["wnid"] for entry in json.loads(data.join("labels.json").read_bytes())]
+    if ours == theirs:
+        return
+    if sorted(ours) == sorted(theirs):
+        raise ValueError(f"--model {model.url} and --data {data.url} have the same {len(ours)} classes in another order "
+                         "(labels.json); the labels would be compared wrongly")
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    raise ValueError(f"--model {model.url} was trained on {len(ours)} classes and --data {data.url} has {len(theirs)}: "
+                     f"{len(missing)} of the model's are not in the data (e.g. {missing[:3]}), {len(extra)} of the data's "
+                     f"are not in the model (e.g. {extra[:3]})")
 
 
 def _count_task(model: fs.Location, split_data: fs.Location, batch_size: int, threads: int, rank: int, world_size: int):

@@ -207,3 +207,59 @@ def test_weights_start_a_new_run_from_a_trained_model(trained, recipe, tmp_path)
     after = torch.load(tmp_path / "again" / "model" / "weights.pt", weights_only=True)
     convolutions = [key for key in before if key.endswith("conv.weight")]
     assert convolutions and all(torch.allclose(before[key], after[key], atol=1e-6) for key in convolutions)
+
+
+def dataset_copy(data, target, labels=None):
+    """A converted data set whose train/ and val/ are the original's (linked) and whose labels.json is given."""
+    target.mkdir()
+    for split in ("train", "val"):
+        (target / split).symlink_to(data / split)
+    (target / "labels.json").write_text(json.dumps(labels if labels is not None else json.loads((data / "labels.json").read_text())))
+    return target
+
+
+def test_data_that_does_not_fit_its_labels_or_is_not_parquet_is_refused_before_spark_starts(digits_parquet, recipe, tmp_path, capsys):
+    data, _ = digits_parquet
+    labels = json.loads((data / "labels.json").read_text())
+    too_few = dataset_copy(data, tmp_path / "five", labels[:5])
+    with pytest.raises(SystemExit) as refused:
+        train_resnet.main(["--conf", str(recipe), "--data", str(too_few), "--output", str(tmp_path / "run"), "--workers", "2"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "label 9 in train/ is out of range for the 5 classes of labels.json" in err
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    victim = sorted((broken / "val").glob("*.parquet"))[3]
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(SystemExit):
+        train_resnet.main(["--conf", str(recipe), "--data", str(broken), "--output", str(tmp_path / "run"), "--workers", "2"])
+    err = capsys.readouterr().err
+    assert f"{victim.name} is not a readable Parquet file" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_refuses_a_model_whose_classes_are_not_the_datas(trained, tmp_path, capsys):
+    from torchonspark.sparkjobs import evaluate as evaluate_job
+
+    data, run = trained
+    labels = json.loads((data / "labels.json").read_text())
+    renamed = dataset_copy(data, tmp_path / "renamed", [{**entry, "wnid": entry["wnid"] + "x"} for entry in labels])
+    reordered = dataset_copy(data, tmp_path / "reordered", labels[::-1])
+    for other, message in ((renamed, "10 of the model's are not in the data"), (reordered, "same 10 classes in another order")):
+        with pytest.raises(SystemExit) as refused:
+            evaluate_job.main(["--model", str(run / "model"), "--data", str(other), "--output", str(tmp_path / "e.json")])
+        assert refused.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_a_finished_run_without_its_model_is_exported_by_resume(digits_parquet, recipe, tmp_path):
+    data, _ = digits_parquet
+    common = ["--conf", str(recipe), "--data", str(data), "--output", str(tmp_path / "run"), "--threads", "1", "--max-iter", "5"]
+    assert run_worker(*common).returncode == 0
+    exported = torch.load(tmp_path / "run" / "model" / "weights.pt", weights_only=True)
+    shutil.rmtree(tmp_path / "run" / "model")  # as if the export had failed
+    again = run_worker(*common, "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "the run had finished at iteration 5 without its model; exporting it" in again.stdout
+    weights = torch.load(tmp_path / "run" / "model" / "weights.pt", weights_only=True)
+    assert all(torch.equal(weights[key], exported[key]) for key in exported)
+    assert [r["iteration"] for r in metrics(tmp_path / "run") if "val_top1" in r] == [5]  # not validated twice

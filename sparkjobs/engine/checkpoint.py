@@ -66,18 +66,19 @@ def checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, iteration
             "netdef": netdef.to_dict(), "saved_at": time.time()}
 
 
-def check_resumable(state: dict[str, Any], netdef: NetDef, world_size: int, batch_size: int, max_iter: int, source: str) -> None:
+def check_resumable(state: dict[str, Any], netdef: NetDef, world_size: int, batch_size: int, max_iter: int, source: str,
+                    exported: bool = True) -> None:
     """A resumed run must be the run that was checkpointed: the same network, and the same workers
-    and batch; and it must have steps left."""
+    and batch; and it must have steps left, or a model still to export (a run whose export failed)."""
     if state["netdef"] != netdef.to_dict():
         raise ValueError(f"--resume: {source} was trained as {state['netdef']}, not {netdef.to_dict()}")
     saved = (state.get("world_size"), state.get("batch_size"))
     if saved != (world_size, batch_size):
         raise ValueError(f"--resume: {source} ran on {saved[0]} workers x {saved[1]} images; resume it with the same "
                          f"(now {world_size} x {batch_size})")
-    if state["iteration"] >= max_iter:
-        raise ValueError(f"--resume: {source} already reached iteration {state['iteration']} of {max_iter}; "
-                         "raise --max-iter or --epochs to train further")
+    if state["iteration"] >= max_iter and exported:
+        raise ValueError(f"--resume: {source} already reached iteration {state['iteration']} of {max_iter} and its model "
+                         "is exported; raise --max-iter or --epochs to train further")
 
 
 def load_initial_weights(net: nn.Module, source: fs.Location) -> list[str]:

@@ -28,6 +28,7 @@ from torchonspark.netdefs.netdef import netdef_from_dict
 from torchonspark.sparkjobs.engine.checkpoint import load_tensors
 
 REQUIRED_MODEL_FILES = ("weights.pt", "netdef.yaml", "labels.json")  # what rebuilding the module needs
+MODEL_FILES = (*REQUIRED_MODEL_FILES, "preprocessing.json", "model.pt2")  # what an export writes
 MAX_EXPORT_BATCH = 4096
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from torchonspark.datasets import fs
+from torchonspark.datasets.loader import list_row_groups
 from torchonspark.netdefs import NetDef
 from torchonspark.sparkjobs.commandline import OneLineErrorParser
 from torchonspark.sparkjobs.engine.recipe import Recipe, load_recipe
@@ -109,6 +111,25 @@ def read_dataset_labels(data: fs.Location) -> list[dict[str, Any]]:
     return json.loads(data.join("labels.json").read_bytes())
 
 
+def check_dataset(data: fs.Location, labels: list[dict[str, Any]], workers: int) -> None:
+    """What training needs of the data, checked on the driver before any worker starts: readable
+    Parquet, no empty split, a row group for every worker, and labels within labels.json's classes
+    (from the Parquet statistics, without reading a row)."""
+    for split in DATA_PARTS[:2]:
+        groups = list_row_groups(data.join(split))
+        if sum(group.rows for group in groups) == 0:
+            raise ValueError(f"--data {data.url}: the {split} split is empty; convert the data again")
+        if len(groups) < workers:
+            raise ValueError(f"--data {data.url}: the {split} split has {len(groups)} row groups, fewer than the {workers} "
+                             "workers; use fewer workers or convert again with a larger --num-files")
+        ranges = [group.labels for group in groups if group.labels is not None]
+        low, high = min((r[0] for r in ranges), default=0), max((r[1] for r in ranges), default=0)
+        if low < 0 or high >= len(labels):
+            bad = high if high >= len(labels) else low
+            raise ValueError(f"--data {data.url}: label {bad} in {split}/ is out of range for the {len(labels)} classes of "
+                             "labels.json; the data and its labels.json do not belong together")
+
+
 def check_output(run: RunFolder, resume: bool, overwrite: bool, weights: str | None) -> None:
     if resume and overwrite:
         raise ValueError("give --resume or --overwrite, not both")
@@ -128,6 +149,7 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
     recipe = load_recipe(args.conf).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
     data = fs.resolve(args.data)
     labels = read_dataset_labels(data)
+    check_dataset(data, labels, getattr(args, "workers", None) or int(os.environ.get("WORLD_SIZE", "1")))
     output = fs.resolve(args.output)
     if check_output_folder:
         check_output(RunFolder(output), args.resume, args.overwrite, args.weights)

@@ -35,7 +35,7 @@ from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform, TrainTransform
 from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
 from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step
-from torchonspark.sparkjobs.engine.export import export_model
+from torchonspark.sparkjobs.engine.export import MODEL_FILES, export_model
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.recipe import learning_rate
 from torchonspark.sparkjobs.engine.scoring import count_hits
@@ -210,11 +210,15 @@ class Trainer:
         if found is None:
             raise ValueError(f"--resume: {self.run.checkpoints.url} holds no checkpoint that loads")
         latest, state, skipped = found
-        check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url)
+        exported = all(self.run.model.join(name).exists() for name in MODEL_FILES)
+        check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url, exported)
         if self.rank == 0:
             for line in skipped:
                 print(f"resume: {line}", flush=True)
-            print(f"resuming from iteration {state['iteration']} ({latest.url})", flush=True)
+            if state["iteration"] >= self.max_iter:
+                print(f"resume: the run had finished at iteration {state['iteration']} without its model; exporting it", flush=True)
+            else:
+                print(f"resuming from iteration {state['iteration']} ({latest.url})", flush=True)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"][self.rank])
@@ -231,6 +235,9 @@ class Trainer:
             self.run.keep_metrics_through(self.iteration)  # what a failed attempt wrote after it, if anything
             print(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
                   f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images", flush=True)
+        if self.iteration >= self.max_iter:  # a finished run whose export failed: its validation is on record
+            self.last_validation = self._recorded_validation()
+            self.validated_at = self.iteration if self.last_validation else None
         while self.iteration < self.max_iter:
             self.train_one_epoch()
         if self.validated_at != self.iteration:
@@ -293,6 +300,12 @@ class Trainer:
         top = f"  val top-1 {self.last_validation[0]:.4f}" if self.last_validation else ""
         print(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
               f"{speed:.0f} img/s  ETA {_eta(eta)}{top}", flush=True)
+
+    def _recorded_validation(self) -> tuple[float, float] | None:
+        """The validation metrics.jsonl holds for this iteration (every rank reads the same file, so
+        every rank decides alike whether to validate again)."""
+        found = [r for r in self.run.read_metrics() if r.get("iteration") == self.iteration and "val_top1" in r]
+        return (found[-1]["val_top1"], found[-1]["val_top5"]) if found else None
 
     def check_finite_loss(self, mean_loss: float, lr: float) -> None:
         """Stop the run (every rank sees the same reduced loss) when the loss is no longer a number."""
