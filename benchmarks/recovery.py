@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/recovery.py [--iterations 200] [--snapshot 50]
 
 Faults, each in its own run of the digits recipe on local[2] (`torchonspark train`, a real driver):
-a SIGKILL of rank 1's worker, and a SIGSTOP of rank 0's (a stall, found by the watchdog). For each:
+a SIGKILL of rank 1's worker, and a SIGSTOP of rank 0's (a stall, found by the watchdog); and on
+local-cluster[2,1,1024] (a standalone master, executors in JVMs of their own) a SIGKILL of the
+executor that runs rank 1 (a lost executor, replaced by the master). For each:
 seconds from the fault to the first new iteration after the relaunch, and iterations redone. The
 baseline is the same run without a fault (its whole duration), measured in the same run.
 
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,7 +36,7 @@ from torchonspark.netdefs import load_model
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from faults import training_processes  # noqa: E402
+from faults import kill_executor_of_rank, signal_rank  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "digits.yaml"
 STALL_TIMEOUT_S = 15
@@ -44,22 +47,21 @@ def loss_records(run: Path) -> list[dict]:
     return [r for r in (json.loads(line) for line in path.read_text().splitlines()) if "loss" in r] if path.exists() else []
 
 
-def train(data: Path, run: Path, iterations: int, snapshot: int, fault: tuple[int, int, int] | None) -> dict:
-    """Run the train job; with ``fault`` = (after iteration, signal, rank), send it once. Returns the
-    wall seconds, and for a fault its time and the restart record."""
-    command = [str(Path(sys.executable).with_name("torchonspark")), "train", "--conf", str(CONF), "--data", str(data),
-               "--output", str(run), "--workers", "2", "--master", "local[2]", "--max-iter", str(iterations),
+def train(data: Path, run: Path, iterations: int, snapshot: int, fault: tuple[int, Callable] | None,
+          master: str = "local[2]") -> dict:
+    """Run the train job; with ``fault`` = (after iteration, fault of tests/faults.py), send it once.
+    Returns the wall seconds, and for a fault its time and the restart record."""
+    command = [str(Path(sys.executable).with_name("torchonspark")), "train", "--recipe", str(CONF), "--data", str(data),
+               "--output", str(run), "--workers", "2", "--master", master, "--max-iter", str(iterations),
                "--snapshot", str(snapshot), "--display", "5", "--test-interval", "0", "--stall-timeout", str(STALL_TIMEOUT_S)]
     faulted: dict = {}
 
     def inject() -> None:
-        after, sent, rank = fault
+        after, send = fault
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             records = loss_records(run)
-            if records and records[-1]["iteration"] >= after:
-                for victim in training_processes(rank):
-                    victim.send_signal(sent)
+            if records and records[-1]["iteration"] >= after and send() is not None:
                 faulted["time"] = time.time()
                 return
             time.sleep(0.02)
@@ -115,17 +117,21 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         runs["no fault"] = train(data, Path(work) / "plain", args.iterations, args.snapshot, None)
-        runs["SIGKILL of rank 1"] = train(data, Path(work) / "kill", args.iterations, args.snapshot, (after, signal.SIGKILL, 1))
-        runs["SIGSTOP of rank 0 (stall)"] = train(data, Path(work) / "stop", args.iterations, args.snapshot, (after, signal.SIGSTOP, 0))
+        runs["SIGKILL of rank 1"] = train(data, Path(work) / "kill", args.iterations, args.snapshot,
+                                          (after, signal_rank(signal.SIGKILL, 1)))
+        runs["SIGSTOP of rank 0 (stall)"] = train(data, Path(work) / "stop", args.iterations, args.snapshot,
+                                                  (after, signal_rank(signal.SIGSTOP, 0)))
+        runs["lost executor (local-cluster)"] = train(data, Path(work) / "executor", args.iterations, args.snapshot,
+                                                      (after, kill_executor_of_rank(1)), master="local-cluster[2,1,1024]")
     print(f"digits recipe, {args.iterations} iterations on 2 workers (local[2]), checkpoint every {args.snapshot}, "
           f"fault at iteration {after}, --stall-timeout {STALL_TIMEOUT_S}")
     for name, result in runs.items():
-        line = f"{name:28s} run {result['seconds']:6.1f} s"
+        line = f"{name:30s} run {result['seconds']:6.1f} s"
         if "recovery" in result:
             line += (f"   fault -> first new iteration {result['recovery']:5.1f} s, {result['redone']} iterations redone"
                      f"   ({result['cause'][:60]})")
         print(line)
-    for name in ("SIGKILL of rank 1", "SIGSTOP of rank 0 (stall)"):
+    for name in ("SIGKILL of rank 1", "SIGSTOP of rank 0 (stall)"):  # the local-cluster run starts differently
         print(f"ratio, run with {name} / without fault      {runs[name]['seconds'] / runs['no fault']['seconds']:5.2f}")
     plain, verified = checkpoint_seconds(verify=False), checkpoint_seconds(verify=True)
     print(f"ResNet-50 checkpoint, written whole             {plain:6.2f} s")

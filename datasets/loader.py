@@ -34,6 +34,20 @@ IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
 PATH_COLUMN = "path"
 
+# The normalisation in pixel units (0..255), float32: one subtraction and one multiplication per value.
+# Exported models describe it in these terms (preprocessing.json), so that it can be reproduced bit for bit.
+PIXEL_MEAN = (np.array(IMAGENET_MEAN, np.float32) * 255).reshape(3, 1, 1)
+PIXEL_INVERSE_STD = (1 / (np.array(IMAGENET_STD, np.float32) * 255)).reshape(3, 1, 1)
+
+
+def normalize_into(crop: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB crop -> 3xHxW float32 ``(pixel - PIXEL_MEAN) * PIXEL_INVERSE_STD``, written into
+    ``out`` (a slot of a batch, so no copy is made). The one normalisation of training, evaluation and predict."""
+    np.subtract(crop.transpose(2, 0, 1), PIXEL_MEAN, out=out)
+    out *= PIXEL_INVERSE_STD
+    return out
+
+
 class Transform(Protocol):
     """Bytes of one image + its random draws (None when evaluating) -> crop_size x crop_size x 3 RGB uint8."""
 
@@ -130,8 +144,6 @@ class ShardedLoader:
                 )
         else:
             self.batches = -(-self.rows // batch_size)
-        self._mean = (np.array(IMAGENET_MEAN, np.float32) * 255).reshape(3, 1, 1)
-        self._inverse_std = (1 / (np.array(IMAGENET_STD, np.float32) * 255)).reshape(3, 1, 1)
 
     def __len__(self) -> int:
         return self.batches
@@ -193,9 +205,7 @@ class ShardedLoader:
     def _load_into(self, slot: np.ndarray, data: bytes, draws: np.ndarray | None) -> None:
         """Decode, augment and normalize one image straight into its place in the batch, in a worker
         thread (OpenCV and NumPy release the GIL, so the threads run in parallel)."""
-        crop = self.transform(data, draws)
-        np.subtract(crop.transpose(2, 0, 1), self._mean, out=slot)
-        slot *= self._inverse_std
+        normalize_into(self.transform(data, draws), slot)
 
     def _to_tensors(self, work: tuple[torch.Tensor, list[Future]], batch: list[tuple[bytes, int, str | None]]) -> tuple:
         images, futures = work

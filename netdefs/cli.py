@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import tempfile
+from importlib import metadata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -71,6 +72,7 @@ def get_args_parser() -> BuildResnetParser:
     parser.add_argument(
         "--no-fc_layers", dest="fc_layers", action="store_false", help="end with pool + fully connected (default)"
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--model", help="start from a model of conf/models (by name) or a netdef .yaml file")
     parser.add_argument("--num-classes", type=int, help="classes of the classifier (default 1000)")
     parser.add_argument("--input-size", type=int, help="side of the square input image in pixels (default 224)")
@@ -159,6 +161,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _version() -> str:
+    try:
+        return metadata.version("torchonspark")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def list_models() -> str:

@@ -44,6 +44,13 @@ class NetDef:
             self.main_branch, self.num_output_stage1, self.blocks, self.fc_layers, self.num_classes, self.input_size
         )
 
+    @property
+    def description(self) -> str:
+        """The network in a few words, as the seed's tables described it: ``bottleneck, 3 4 6 3, 256``
+        (main branch, blocks per stage, first stage's width), and ``4k fc`` with the FC stage."""
+        words = [self.main_branch, " ".join(map(str, self.blocks)), str(self.num_output_stage1)]
+        return ", ".join(words + (["4k fc"] if self.fc_layers else []))
+
     def replace(self, **changes: object) -> NetDef:
         return dataclasses.replace(self, **changes)
 

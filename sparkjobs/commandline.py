@@ -7,12 +7,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from torchonspark.datasets.hdfs import first_line
 
 Run = Callable[[argparse.Namespace], int]
+
+
+def package_version() -> str:
+    """The installed distribution's version (what --version prints)."""
+    try:
+        return metadata.version("torchonspark")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+class PrintAndExit(argparse.Action):
+    """A flag that prints what ``text()`` returns and exits 0, before required arguments are checked
+    (as argparse's own --version does): ``--list-recipes`` needs no --data or --output."""
+
+    def __init__(self, option_strings: list[str], dest: str, text: Callable[[], str], help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        self.text = text
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(self.text())
+        parser.exit(0)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

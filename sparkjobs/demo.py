@@ -9,11 +9,9 @@ torch.distributed; the data is scikit-learn's handwritten digits, so nothing is 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 
 from pyspark.sql import SparkSession
 
@@ -27,21 +25,18 @@ from torchonspark.sparkjobs.engine import job as train_job
 from torchonspark.sparkjobs.engine.recipe import load_recipe
 from torchonspark.sparkjobs.engine.runfolder import MODEL, PLOT_FILES, PLOTS
 from torchonspark.sparkjobs.engine.scoring import dataset_split
-from torchonspark.sparkjobs.evaluate import evaluate
+from torchonspark.sparkjobs.evaluate import score_split, write_evaluation
 from torchonspark.sparkjobs.train_resnet import train_summary_lines
 
 DEMO_WORKERS = 2
-
-
-def default_recipe() -> str:
-    return str(resources.files("torchonspark.conf") / "digits.yaml")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="demo", description="Digits -> Parquet -> distributed training -> evaluation, on Spark.")
     parser.add_argument("output", metavar="DIR", help="folder for the data, the run and the evaluation")
     parser.add_argument("--workers", type=int, default=DEMO_WORKERS, help="training workers (default %(default)s)")
-    parser.add_argument("--conf", default=None, help="training recipe (default: conf/digits.yaml)")
+    parser.add_argument("--recipe", "--conf", dest="recipe", default="digits", metavar="NAME|FILE",
+                        help="training recipe, packaged (by name) or a file (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
     return parser
@@ -51,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     root = fs.resolve(args.output)
     fs.refuse_existing(root, args.overwrite, "DIR")
-    load_recipe(args.conf or default_recipe())  # a bad recipe is refused before DIR is touched
+    load_recipe(args.recipe)  # a bad recipe is refused before DIR is touched
     if root.exists():
         root.fs.delete_dir(root.path)
     root.fs.create_dir(root.path)
@@ -69,7 +64,7 @@ def _demo(spark: SparkSession, root: fs.Location, args: argparse.Namespace) -> i
     print("\n".join(convert_report_lines(convert_imagenet(digits.url, parquet.url, spark=spark))))
     print(f"3/4 train on {args.workers} barrier workers -> {run_folder.url}")
     train_args = train_job.get_args_parser().parse_args(
-        ["--conf", args.conf or default_recipe(), "--data", parquet.url, "--output", run_folder.url])
+        ["--recipe", args.recipe, "--data", parquet.url, "--output", run_folder.url])
     job = train_job.job_from_args(train_args, threads=task_cpus(spark), device="cpu")
     try:
         summary = launch(job, args.workers, use_gpu=False)
@@ -78,10 +73,11 @@ def _demo(spark: SparkSession, root: fs.Location, args: argparse.Namespace) -> i
         return 1
     print("\n".join(train_summary_lines(summary, run_folder.url)))
     print(f"4/4 evaluate {run_folder.join(MODEL).url} on the val split")
-    evaluation = evaluate(spark, run_folder.join(MODEL), dataset_split(parquet, "val"))
-    result.write_text_atomically(json.dumps(evaluation, indent=2) + "\n")
-    print(f"val top-1 {evaluation['top1']:.4f} ({evaluation['correct_top1']}/{evaluation['images']}), "
-          f"top-5 {evaluation['top5']:.4f} -> {result.url}")
+    evaluation = score_split(spark, run_folder.join(MODEL), dataset_split(parquet, "val"))
+    heat_map, _ = write_evaluation(evaluation, result)
+    summary = evaluation.summary
+    print(f"val top-1 {summary['top1']:.4f} ({summary['correct_top1']}/{summary['images']}), "
+          f"top-5 {summary['top5']:.4f} -> {result.url} (confusion matrix: {heat_map.url})")
     plots = ", ".join(run_folder.join(PLOTS, name).url for name in PLOT_FILES)
     print(f"plots: {plots}")
     return 0

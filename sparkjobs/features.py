@@ -3,7 +3,8 @@
     torchonspark features --model ./run/model --data ./digits-parquet --output ./features
 
 Each row: ``path``, ``label``, ``features`` (the vector the classifier reads: the pooled last stage,
-or the FC stage's 4096-wide layer) and ``logits``. Written under a temporary name and renamed.
+or the FC stage's 4096-wide layer), ``logits``, ``predicted`` (the top-1 class index, as labels.json
+numbers them) and ``probability`` (its softmax probability). Written under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torchonspark.sparkjobs.cluster.session import spark_session, task_cpus
 from torchonspark.sparkjobs.cluster.shards import on_shards, shard_count
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 from torchonspark.sparkjobs.engine.export import check_model_folder
-from torchonspark.sparkjobs.engine.scoring import shard_batches
+from torchonspark.sparkjobs.engine.scoring import shard_batches, top1_predictions
 from torchonspark.sparkjobs.evaluate import add_scoring_arguments, check_scoring_arguments
 
 SCHEMA = StructType(
@@ -32,6 +33,8 @@ SCHEMA = StructType(
         StructField("label", IntegerType(), False),
         StructField("features", ArrayType(FloatType(), False), False),
         StructField("logits", ArrayType(FloatType(), False), False),
+        StructField("predicted", IntegerType(), False),
+        StructField("probability", FloatType(), False),
     ]
 )
 
@@ -41,8 +44,10 @@ def feature_rows(model: fs.Location, split_data: fs.Location, rank: int, world_s
     with torch.no_grad():
         for images, labels, paths in batches:
             features, logits = net.forward_features(images)
-            for path, label, vector, scores in zip(paths, labels.tolist(), features.tolist(), logits.tolist()):
-                yield Row(path=path, label=label, features=vector, logits=scores)
+            predicted, probabilities = top1_predictions(logits)
+            for path, label, vector, scores, top1, probability in zip(paths, labels.tolist(), features.tolist(), logits.tolist(),
+                                                                      predicted.tolist(), probabilities.tolist()):
+                yield Row(path=path, label=label, features=vector, logits=scores, predicted=top1, probability=probability)
 
 
 def _rows_task(model: fs.Location, split_data: fs.Location, batch_size: int, threads: int, rank: int, world_size: int):
@@ -64,7 +69,7 @@ def extract_features(spark: SparkSession, model: fs.Location, split_data: fs.Loc
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="features", description="Write (path, label, features, logits) of a split as Parquet.")
+    parser = OneLineErrorParser(prog="features", description="Write (path, label, features, logits, predicted, probability) of a split as Parquet.")
     return add_scoring_arguments(parser, "the Parquet folder to write")
 
 

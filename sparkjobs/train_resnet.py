@@ -29,6 +29,7 @@ from torchonspark.sparkjobs.cluster.supervisor import Supervisor
 from torchonspark.sparkjobs.cluster.yarn import yarn_capacity
 from torchonspark.sparkjobs.commandline import job_main
 from torchonspark.sparkjobs.engine import job as train_job
+from torchonspark.sparkjobs.engine.onnxexport import check_line, check_onnx, check_onnx_installed, export_onnx
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
 
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
                                ("--stall-timeout", args.stall_timeout, 1)):
         if value < least:
             raise ValueError(f"{flag} must be at least {least}; got {value}")
+    if args.onnx:
+        check_onnx_installed()
     job = train_job.job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped driver still stops Spark and its lock
     try:
@@ -80,9 +83,26 @@ def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Names
     except TrainingFailed as failure:
         if failure.stop is None and failure.tail:
             print(f"train: the end of the failed worker's output:\n{failure.tail}", file=sys.stderr)
+        run = job.run_folder()
+        if run.log.exists():  # before the verdict, which stays the last line
+            print(f"train: the run's log: {run.log.url}; a failed rank's output: {run.rank_logs.url}/", file=sys.stderr)
         print(f"train: a worker failed: {failure.cause}", file=sys.stderr)
         return 1
     print("\n".join(train_summary_lines(summary, job.output.url)))
+    if args.onnx:
+        return _export_onnx(job, task_cpus(spark))
+    return 0
+
+
+def _export_onnx(job: train_job.TrainJob, threads: int) -> int:
+    """model/model.onnx, checked on the val split: the ONNX program must pick torch's class for every image."""
+    model = RunFolder(job.output).model
+    target = export_onnx(model)
+    result = check_onnx(model, job.data.join("val"), job.recipe.batch_size, threads)
+    print(f"ONNX model -> {target.url}; {check_line(result, 'val')}")
+    if result["same_top1"] != result["images"]:
+        print("train: onnxruntime's top-1 class differs from torch's on some val images", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,6 +21,7 @@ MINICLUSTER = Path(__file__).resolve().parent / "minicluster"
 JVM_OPTIONS = MINICLUSTER / "jvm.options"
 CLASSPATH_ARGS = MINICLUSTER / "target" / "classpath.args"  # written by `make minicluster-jar`
 MAIN_CLASS = "torchonspark.minicluster.MiniCluster"
+REPO = MINICLUSTER.parents[1]
 
 
 class MiniClusterError(RuntimeError):
@@ -180,6 +181,8 @@ def yarn_properties(python: str) -> dict:
         "spark.dynamicAllocation.enabled": "false",
         "spark.yarn.maxAppAttempts": "1",
         "spark.task.maxFailures": "1",
+        # Spark's log at WARN, as the README runs the jobs (the client still reports the app's status)
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={REPO / 'conf' / 'log4j2.properties'}",
     }
 
 

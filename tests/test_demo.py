@@ -18,6 +18,7 @@ def test_demo_reaches_99_percent_top1_on_the_digits(spark, tmp_path, capsys):
     assert result["top1"] >= 0.99, result
     assert result["top1"] == pytest.approx(summary["val_top1"])
     out = capsys.readouterr().out
-    assert "4/4 evaluate" in out and "plots/loss.png" in out
+    assert "4/4 evaluate" in out and "plots/training.png" in out
+    assert (tmp_path / "demo" / "eval.confusion.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit):
         main([str(tmp_path / "demo")])  # refuses to overwrite

@@ -61,6 +61,8 @@ def test_torchonspark_usage_errors_are_one_line_with_status_2(tmp_path, capsys):
         (["convert", str(tmp_path), str(tmp_path / "out"), "--jpeg-quality", "0"], "--jpeg-quality"),
         (["fly"], "invalid choice"),
         (["train", "--conf", "x.yaml"], "required: --data, --output"),
+        (["train", "--recipe", "nope", "--data", str(tmp_path), "--output", str(tmp_path / "r")],
+         "unknown recipe 'nope'; packaged recipes: digits, imagenet_resnet_50"),
     ):
         with pytest.raises(SystemExit) as exit_:
             torchonspark(argv)
@@ -74,3 +76,14 @@ def test_bytes_are_written_and_read_as_they_are_whatever_the_file_name(tmp_path)
     location.write_bytes(gzipped)
     assert (tmp_path / "env.tar.gz").read_bytes() == gzipped  # not gzipped a second time on the way out
     assert location.read_bytes() == gzipped  # nor gunzipped on the way back
+
+
+def test_both_commands_print_the_installed_version(capsys):
+    from importlib import metadata
+
+    from torchonspark.netdefs.cli import main as build_resnet
+
+    for command in (torchonspark, build_resnet):
+        with pytest.raises(SystemExit) as exit_:
+            command(["--version"])
+        assert exit_.value.code == 0 and capsys.readouterr().out.split()[-1] == metadata.version("torchonspark")

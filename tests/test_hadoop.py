@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faults import FaultPlan, kill_executor_of_rank
 from hadoop import spark_submit_yarn, yarn_applications
 
 from torchonspark.datasets import fs
@@ -77,15 +78,27 @@ def converted(hadoop_cluster, hdfs, digits_parquet):
     return f"{hdfs}/data/digits-pq"
 
 
+def newest_iteration(run: str) -> int | None:
+    metrics = fs.resolve(f"{run}/metrics.jsonl")
+    if not metrics.exists():
+        return None
+    records = [json.loads(line) for line in metrics.read_bytes().decode().splitlines() if line.strip()]
+    return max((r["iteration"] for r in records if "loss" in r), default=None)
+
+
 @pytest.fixture(scope="module")
 def trained(hadoop_cluster, converted, hdfs):
     """The demo's recipe (conf/digits.yaml) on 2 barrier tasks in YARN executors, client mode, the run
-    folder on HDFS."""
+    folder on HDFS. After the first checkpoint (iteration 200) the container of rank 1's executor is
+    killed (SIGKILL of its JVM, as a lost node or a preemption ends it): the run must go on by itself."""
     run = f"{hdfs}/runs/digits"
-    result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", str(REPO / "conf" / "digits.yaml"),
+    faults = FaultPlan(lambda: newest_iteration(run), [(220, kill_executor_of_rank(1))], window=150, deadline_s=600, poll_s=0.3)
+    faults.start()
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--recipe", "digits",
                                "--data", converted, "--output", run, "--workers", "2")
+    faults.join(timeout=5)
     assert succeeded(result), output_of(result)[-3000:]
-    return run, result
+    return run, result, faults.done
 
 
 def test_convert_writes_the_same_dataset_on_hdfs_as_on_local_disk(converted, digits_parquet):
@@ -99,19 +112,22 @@ def test_convert_writes_the_same_dataset_on_hdfs_as_on_local_disk(converted, dig
         assert fs.resolve(f"{converted}/{split}/_common_metadata").exists()  # petastorm's Unischema
 
 
-def test_training_on_yarn_writes_the_whole_run_folder_to_hdfs_and_reaches_99_percent(trained):
-    run, result = trained
+def test_training_on_yarn_heals_a_lost_container_writes_the_whole_run_folder_to_hdfs_and_reaches_99_percent(trained):
+    run, result, faults = trained
     summary = json.loads(read(f"{run}/summary.json"))
+    assert len(faults) == 1 and faults[0][1].startswith("executor pid"), faults
+    assert [r["iteration"] for r in summary["restarts"]] == [200], summary["restarts"]
+    assert "relaunching from iteration 200" in read(f"{run}/train.log").decode()
     assert (summary["world_size"], summary["iterations"], summary["device"]) == (2, 660, "cpu")
     assert summary["val_top1"] >= 0.99, summary
     metrics = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
-    assert [m["iteration"] for m in metrics if "loss" in m][-1] == 660 and metrics[-1]["val_top1"] == summary["val_top1"]
-    for plot in ("loss.png", "accuracy.png"):
-        assert read(f"{run}/plots/{plot}")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [m["iteration"] for m in metrics if "loss" in m] == list(range(20, 661, 20))  # none twice, none lost
+    assert metrics[-1]["val_top1"] == summary["val_top1"]
+    assert read(f"{run}/plots/training.png")[:8] == b"\x89PNG\r\n\x1a\n"
     checkpoints = [info.base_name for info in fs.list_files(fs.resolve(f"{run}/checkpoints"))]
     assert checkpoints == ["iter-00000400.pt", "iter-00000600.pt", "iter-00000660.pt"]  # every 200, the last 3 kept
     assert {info.base_name for info in fs.list_files(fs.resolve(f"{run}/model"))} == {
-        "weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2"}
+        "weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2", "README.md"}
     assert "val top-1" in result.stdout and "final status" not in result.stdout  # the driver ran here (client mode)
 
 
@@ -134,7 +150,7 @@ def test_cluster_mode_training_then_resume_from_the_hdfs_checkpoint(hadoop_clust
 
 
 def test_evaluate_and_features_read_the_model_and_data_from_hdfs(hadoop_cluster, trained, converted, hdfs):
-    run, _ = trained
+    run, _, _ = trained
     evaluation = spark_submit_yarn(hadoop_cluster, JOBS / "evaluate.py", "--model", f"{run}/model", "--data", converted,
                                    "--output", f"{run}/eval.json")
     assert succeeded(evaluation), output_of(evaluation)[-3000:]

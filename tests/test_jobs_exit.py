@@ -27,7 +27,9 @@ display: 1
 
 
 def spark_submit(job: str, *args: str) -> subprocess.CompletedProcess:
-    command = [str(SPARK_SUBMIT), "--master", "local[2]", "--conf", "spark.ui.enabled=false", str(REPO / "sparkjobs" / job), *args]
+    command = [str(SPARK_SUBMIT), "--master", "local[2]", "--conf", "spark.ui.enabled=false",  # as the README runs them:
+               "--driver-java-options", f"-Dlog4j2.configurationFile={REPO / 'conf' / 'log4j2.properties'}",
+               str(REPO / "sparkjobs" / job), *args]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     try:
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=EXIT_TIMEOUT_S)
@@ -35,8 +37,11 @@ def spark_submit(job: str, *args: str) -> subprocess.CompletedProcess:
         pytest.fail(f"spark-submit {job} {' '.join(args)} did not exit within {EXIT_TIMEOUT_S} s")
 
 
-def test_every_job_file_exits_under_spark_submit_with_its_status(digits_parquet, tmp_path):
+@pytest.fixture(scope="module")
+def job_outcomes(digits_parquet, tmp_path_factory):
+    """Every job file once through spark-submit: (outcome per job, the folder they wrote in)."""
     data, _ = digits_parquet
+    tmp_path = tmp_path_factory.mktemp("jobs")
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY)
     not_weights = tmp_path / "not-weights.pt"
@@ -53,6 +58,11 @@ def test_every_job_file_exits_under_spark_submit_with_its_status(digits_parquet,
         "convert, a usage error": spark_submit("convert_imagenet.py", str(tmp_path / "digits"), str(data)),
         "pack_env, a usage error": spark_submit("pack_env.py", str(tmp_path / "env.zip")),
     }
+    return outcomes, tmp_path
+
+
+def test_every_job_file_exits_under_spark_submit_with_its_status(job_outcomes):
+    outcomes, tmp_path = job_outcomes
     statuses = {job: result.returncode for job, result in outcomes.items()}
     assert statuses == {"make_digits": 0, "train": 0, "train, a worker failing": 1, "evaluate": 0, "features": 0, "doctor": 0,
                         "convert, a usage error": 2, "pack_env, a usage error": 2}, {
@@ -61,3 +71,14 @@ def test_every_job_file_exits_under_spark_submit_with_its_status(digits_parquet,
     assert "top-1" in outcomes["evaluate"].stdout and (tmp_path / "e.json").exists()
     assert "already exists" in outcomes["convert, a usage error"].stdout
     assert "a worker failed" in outcomes["train, a worker failing"].stdout
+
+
+def test_the_jobs_are_quiet_and_a_run_keeps_its_log(job_outcomes):
+    outcomes, tmp_path = job_outcomes
+    for job, result in outcomes.items():  # Spark at WARN, and no progress bar frames in a pipe
+        output = result.stdout + result.stderr
+        assert " INFO " not in output and "\r" not in output, (job, output[:2000])
+    train = outcomes["train"].stdout
+    assert "iter 2/2" in train and "done: val top-1" in train  # the workers' lines, on stdout as under torchrun
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "training tiny on 2 cpu worker(s)" in log and "iter 2/2" in log and "done: val top-1" in log

@@ -53,11 +53,12 @@ def test_a_lost_executor_is_named_with_sparks_reason():
 
 def test_the_kept_output_writes_through_and_keeps_the_last_complete_lines():
     import io
+    from collections import deque
 
-    from torchonspark.sparkjobs.cluster.launch import _KeptLines
+    from torchonspark.sparkjobs.engine.keptlines import KeptLines
 
     through = io.StringIO()
-    kept = _KeptLines(through, lines=2)
+    kept = KeptLines(through, deque(maxlen=2))
     kept.write("one\ntw")
     kept.write("o\nthree\nfour")
     assert through.getvalue() == "one\ntwo\nthree\nfour" and list(kept.lines) == ["two", "three"]
@@ -68,5 +69,5 @@ def test_the_final_lines_give_accuracy_speed_and_the_run_folders_files():
                "train_images_per_sec": 1912.4, "wall_seconds": 24.2}
     first, second = train_summary_lines(summary, "hdfs://nn:8020/runs/a")
     assert first == "val top-1 0.9972, top-5 1.0000 after 660 iterations (30.0 epochs) on 2 cpu workers, 1912 images/s, 24 s"
-    assert second.startswith("run folder: hdfs://nn:8020/runs/a (metrics.jsonl, summary.json, plots/loss.png, plots/accuracy.png")
+    assert second.startswith("run folder: hdfs://nn:8020/runs/a (train.log, metrics.jsonl, summary.json, plots/training.png, checkpoints/")
     assert "images/s" not in train_summary_lines({**summary, "train_images_per_sec": None}, "run")[0]

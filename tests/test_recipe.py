@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from torchonspark.netdefs import load_model
-from torchonspark.sparkjobs.engine.recipe import Recipe, learning_rate, load_recipe
+from torchonspark.sparkjobs.engine.recipe import Recipe, describe_recipes, learning_rate, load_recipe
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -73,3 +73,13 @@ def test_warmup_rises_linearly_then_cosine_falls_to_zero():
     assert learning_rate(recipe, 10, 110) == pytest.approx(1.0)
     assert learning_rate(recipe, 60, 110) == pytest.approx(0.5)
     assert learning_rate(recipe, 110, 110) == pytest.approx(0.0)
+
+
+def test_a_packaged_recipe_is_found_by_name_from_any_folder_and_a_path_still_works(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository: names must not depend on the working folder
+    assert load_recipe("imagenet_resnet_50") == load_recipe(CONF / "imagenet_resnet_50.yaml")
+    assert load_recipe(write(tmp_path).name).model.name == "resnet_18"  # a file name in this folder is a path
+    listing = describe_recipes().splitlines()
+    assert [line.split()[:2] for line in listing] == [["digits", "digits"], ["imagenet_resnet_50", "resnet_50"]]
+    with pytest.raises(ValueError, match="unknown recipe 'resnet_50'; packaged recipes: digits, imagenet_resnet_50"):
+        load_recipe("resnet_50")

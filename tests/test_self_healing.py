@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import torch
-from faults import training_processes
+from faults import FaultPlan, kill_executor_of_rank, signal_rank, training_processes
 
 from torchonspark.datasets import fs
 from torchonspark.datasets.outputlock import Holder, OutputLock, OutputLocked, lock_location
@@ -54,27 +53,9 @@ def metrics(run):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-class Killer(threading.Thread):
-    """Sends rank r's worker a signal once the run's metrics pass an iteration, for each (after,
-    signal, rank) in turn; bounded in time."""
-
-    def __init__(self, run, plan, deadline_s=240):
-        super().__init__(daemon=True)
-        self.run_folder, self.plan, self.deadline = run, list(plan), time.monotonic() + deadline_s
-        self.killed = []
-
-    def run(self):
-        while self.plan and time.monotonic() < self.deadline:
-            after, sent, rank = self.plan[0]
-            records = [r for r in metrics(self.run_folder) if "loss" in r]
-            if records and records[-1]["iteration"] >= after and records[-1]["iteration"] < after + 15:
-                victims = training_processes(rank)
-                if victims:
-                    for victim in victims:
-                        victim.send_signal(sent)
-                    self.killed.append((records[-1]["iteration"], sent, rank))
-                    self.plan.pop(0)
-            time.sleep(0.05)
+def newest_iteration(run):
+    records = [r for r in metrics(run) if "loss" in r]
+    return records[-1]["iteration"] if records else None
 
 
 def test_killed_and_stalled_workers_are_relaunched_from_the_checkpoint_and_the_run_ends_as_if_uninterrupted(
@@ -82,13 +63,13 @@ def test_killed_and_stalled_workers_are_relaunched_from_the_checkpoint_and_the_r
     data, _ = digits_parquet
     run = tmp_path / "run"
     # rank 1 killed after the checkpoint at 20; rank 0 stopped (a stall) after the one at 40
-    killer = Killer(run, [(25, signal.SIGKILL, 1), (45, signal.SIGSTOP, 0)])
-    killer.start()
+    faults = FaultPlan(lambda: newest_iteration(run), [(25, signal_rank(signal.SIGKILL, 1)), (45, signal_rank(signal.SIGSTOP, 0))])
+    faults.start()
     status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2",
                                 "--stall-timeout", "10"])
-    killer.join(timeout=5)
+    faults.join(timeout=5)
     out = capsys.readouterr().out
-    assert [(sent, rank) for _, sent, rank in killer.killed] == [(signal.SIGKILL, 1), (signal.SIGSTOP, 0)]
+    assert [what for _, what in faults.done] == [f"signal {signal.SIGKILL} to rank 1", f"signal {signal.SIGSTOP} to rank 0"]
     assert status == 0, out[-3000:]
     restarts = [r for r in metrics(run) if r.get("event") == "restart"]
     assert [r["iteration"] for r in restarts] == [20, 40]
@@ -102,7 +83,52 @@ def test_killed_and_stalled_workers_are_relaunched_from_the_checkpoint_and_the_r
     weights = torch.load(run / "model" / "weights.pt", weights_only=True)
     assert weights.keys() == uninterrupted.keys() and all(torch.equal(weights[k], uninterrupted[k]) for k in weights)
     assert "relaunching from iteration 20" in out and "relaunching from iteration 40" in out
+    log = (run / "train.log").read_text()  # the run's story stays with the run
+    assert "rank 1 was killed by SIGKILL; relaunching from iteration 20" in log and "relaunching from iteration 40" in log
+    assert log.count("resuming from iteration") == 2 and "done: val top-1" in log
     assert training_processes(0) == [] and training_processes(1) == []  # the stopped one too: nothing left behind
+
+
+def test_a_lost_executor_is_replaced_and_a_stopped_driver_resumes_to_the_same_weights(
+        spark, digits_parquet, recipe, uninterrupted, tmp_path):
+    """On local-cluster (a standalone master and a worker per executor, each a JVM of its own): the
+    executor that runs rank 1 is killed (SIGKILL), the master starts a new one and the driver
+    relaunches by itself; later the driver is stopped (SIGTERM, as YARN or a person stops it), and
+    --resume finishes the run: still exactly the uninterrupted weights."""
+    data, _ = digits_parquet
+    run = tmp_path / "run"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "torchonspark.sparkjobs.train_resnet", "--master", "local-cluster[2,1,1024]", "--recipe",
+         str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+
+    def stop_driver():
+        driver.send_signal(signal.SIGTERM)
+        return "SIGTERM to the driver"
+
+    faults = FaultPlan(lambda: newest_iteration(run), [(25, kill_executor_of_rank(1)), (45, stop_driver)])
+    faults.start()
+    try:
+        out, _ = driver.communicate(timeout=300)
+    finally:
+        driver.kill()
+    faults.join(timeout=5)
+    assert [what.split()[0] for _, what in faults.done] == ["executor", "SIGTERM"], out[-3000:]
+    assert driver.returncode == 130, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith("train: interrupted; the run folder keeps its checkpoints")
+    restarts = [r for r in metrics(run) if r.get("event") == "restart"]
+    assert [r["iteration"] for r in restarts] == [20] and restarts[0]["cause"].startswith("executor "), restarts
+    assert " was lost (" in restarts[0]["cause"]
+    deadline = time.monotonic() + 30  # the stopped driver's executors and workers end with it
+    while (training_processes(0) or training_processes(1)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert training_processes(0) == [] and training_processes(1) == []
+    assert train_resnet.main(["--recipe", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2",
+                              "--resume"]) == 0
+    weights = torch.load(run / "model" / "weights.pt", weights_only=True)
+    assert all(torch.equal(weights[k], uninterrupted[k]) for k in uninterrupted)
+    assert [r["iteration"] for r in metrics(run) if "loss" in r] == list(range(1, 61))
+    assert "resuming from iteration 40 (checkpoint " in (run / "train.log").read_text()
 
 
 def run_worker(*argv):
@@ -123,6 +149,7 @@ def test_a_diverging_run_stops_with_one_line_and_leaves_no_model_and_no_bad_chec
     assert result.returncode == 3, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("rank 0: training diverged:") and "lower base_lr" in last
+    assert last in (run / "logs" / "rank-0.log").read_text()  # the rank's output and error stay with the run
     assert not (run / "model").exists() and not (run / "summary.json").exists()
     for line in (run / "metrics.jsonl").read_text().splitlines():
         strict_json(line)

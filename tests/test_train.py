@@ -1,10 +1,12 @@
 """Distributed training end to end: real barrier tasks on local[2], torch.distributed (gloo), the
 digits data; plus the worker alone under a plain process, resume, export, evaluate and features."""
 
+import csv
 import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,8 +16,9 @@ from torchonspark.datasets import fs
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform
 from torchonspark.sparkjobs import train_resnet
-from torchonspark.sparkjobs.engine.export import load_inference_program, load_model_folder
-from torchonspark.sparkjobs.engine.scoring import count_shard
+from torchonspark.sparkjobs import evaluate as evaluate_job
+from torchonspark.sparkjobs.engine.export import export_model, load_inference_program, load_model_folder
+from torchonspark.sparkjobs.engine.scoring import score_shard
 from torchonspark.sparkjobs.evaluate import evaluate
 from torchonspark.sparkjobs.features import extract_features
 
@@ -50,8 +53,8 @@ def trained(spark, digits_parquet, recipe, tmp_path_factory):
     """A 2-worker run on barrier tasks, through the train job's own entry point."""
     data, _ = digits_parquet
     run = tmp_path_factory.mktemp("runs") / "run"
-    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"])
-    assert status == 0
+    status = train_resnet.main(["--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2", "--onnx"])
+    assert status == 0  # --onnx: model.onnx is written and onnxruntime agrees with torch on every val image
     return data, run
 
 
@@ -70,11 +73,10 @@ def test_two_workers_write_metrics_summary_plots_checkpoints_and_a_model(trained
     assert (summary["world_size"], summary["iterations"], summary["device"]) == (2, 20, "cpu")
     assert summary["val_top1"] == lines[-1]["val_top1"] and 0 <= summary["val_top5"] <= 1
     assert summary["model"]["name"] == "tiny" and summary["model"]["num_classes"] == 10
-    for plot in ("loss.png", "accuracy.png"):
-        assert (run / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "plots" / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter-00000010.pt", "iter-00000020.pt"]
     assert sorted(p.name for p in (run / "model").iterdir()) == sorted(
-        ["weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2"]
+        ["weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2", "README.md", "model.onnx"]
     )
 
 
@@ -92,12 +94,88 @@ def test_evaluate_counts_every_image_exactly_once(spark, trained):
     data, run = trained
     model, val = fs.resolve(str(run / "model")), fs.resolve(str(data / "val"))
     result = evaluate(spark, model, val, workers=3, batch_size=50)
-    alone = count_shard(model, val, 0, 1, 128, 1)
-    assert result["images"] == alone["images"] == 360
-    assert (result["correct_top1"], result["correct_top5"]) == (alone["top1"], alone["top5"])
+    alone = score_shard(model, val, 0, 1, 128, 1)
+    assert result["images"] == alone.images == 360
+    assert (result["correct_top1"], result["correct_top5"]) == (alone.top1, alone.top5)
     assert result["top1"] == pytest.approx(json.loads((run / "summary.json").read_text())["val_top1"])
+    assert result["confusion"] == alone.confusion.tolist()
     with pytest.raises(ValueError, match="more than the 16 row groups"):
         evaluate(spark, model, val, workers=17)
+
+
+def test_evaluate_reports_each_class_and_the_confusion_matrix(spark, trained):
+    data, run = trained
+    result = evaluate(spark, fs.resolve(str(run / "model")), fs.resolve(str(data / "val")), workers=2)
+    confusion = result["confusion"]
+    labels = json.loads((run / "model" / "labels.json").read_text())
+    assert [(c["index"], c["wnid"], c["name"]) for c in result["per_class"]] == [(e["index"], e["wnid"], e["name"]) for e in labels]
+    assert sum(c["images"] for c in result["per_class"]) == result["images"] == sum(map(sum, confusion))
+    assert sum(confusion[i][i] for i in range(10)) == result["correct_top1"] == sum(c["correct_top1"] for c in result["per_class"])
+    assert all(c["images"] == sum(confusion[c["index"]]) and c["top1"] == c["correct_top1"] / c["images"] for c in result["per_class"])
+
+
+@pytest.fixture(scope="module")
+def swapped(trained, tmp_path_factory):
+    """The trained model with its classifier's rows for classes 0 and 1 swapped (an exported model
+    folder): it calls a 1 every 0 the trained model gets right, and a 0 every 1 (the short run's
+    model is far from perfect, so this one is sure to be wrong somewhere)."""
+    _, run = trained
+    net, netdef, labels = load_model_folder(fs.resolve(str(run / "model")))
+    with torch.no_grad():
+        for parameter in (net.head.fc.weight, net.head.fc.bias):
+            parameter[[0, 1]] = parameter[[1, 0]].clone()
+    return export_model(net, netdef, labels, fs.resolve(str(tmp_path_factory.mktemp("swapped") / "model")))
+
+
+def test_a_shard_score_moves_the_swapped_classes_to_each_others_columns_and_lists_the_misclassified(trained, swapped):
+    data, run = trained
+    val = fs.resolve(str(data / "val"))
+    right, wrong = score_shard(fs.resolve(str(run / "model")), val, 0, 1, 64, 1), score_shard(swapped, val, 0, 1, 64, 1)
+    assert (wrong.confusion == right.confusion[:, [1, 0, *range(2, 10)]]).all()
+    assert len(wrong.misclassified) == wrong.images - wrong.top1 > 0
+    assert all(mistake.label != mistake.predicted and 0 < mistake.probability <= 1 for mistake in wrong.misclassified)
+    pairs = Counter((mistake.label, mistake.predicted) for mistake in wrong.misclassified)
+    assert (pairs[0, 1], pairs[1, 0]) == (right.confusion[0, 0], right.confusion[1, 1])  # what it got right, now swapped
+    assert len({m.path for m in wrong.misclassified}) == len(wrong.misclassified)
+
+
+def test_the_evaluate_job_writes_the_confusion_heat_map_and_the_misclassified_images_beside_its_json(spark, trained, swapped,
+                                                                                                        tmp_path, capsys):
+    data, run = trained
+    output, heat_map, table = tmp_path / "eval.json", tmp_path / "eval.confusion.png", tmp_path / "eval.misclassified.csv"
+    argv = ["--data", str(data), "--output", str(output), "--workers", "2"]
+    assert evaluate_job.main(["--model", swapped.url, *argv]) == 0
+    result = json.loads(output.read_text())
+    assert capsys.readouterr().out.strip().endswith(
+        f"over 360 images -> {output}; confusion matrix -> {heat_map}; {360 - result['correct_top1']} misclassified -> {table}")
+    assert heat_map.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib_image(heat_map).shape[2] in (3, 4)
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == result["images"] - result["correct_top1"] > 0
+    labels = json.loads(swapped.join("labels.json").read_bytes())
+    for row in rows:
+        label, predicted = labels[int(row["label"])], labels[int(row["predicted"])]
+        assert row["label"] != row["predicted"] and row["path"].endswith(".JPEG")
+        assert (row["label_wnid"], row["label_name"], row["predicted_wnid"], row["predicted_name"]) == (
+            label["wnid"], label["name"], predicted["wnid"], predicted["name"])
+    probabilities = [float(row["probability"]) for row in rows]
+    assert probabilities == sorted(probabilities, reverse=True)  # the most confident mistakes first
+
+    output.unlink()  # a companion left behind is refused too, before Spark starts
+    with pytest.raises(SystemExit) as refused:
+        evaluate_job.main(["--model", swapped.url, *argv])
+    assert refused.value.code == 2 and f"--output's confusion matrix {heat_map} already exists" in capsys.readouterr().err
+    assert not output.exists()
+
+    assert evaluate_job.main(["--model", str(run / "model"), *argv, "--overwrite"]) == 0
+    replaced = json.loads(output.read_text())
+    assert replaced["correct_top1"] > result["correct_top1"]
+    assert len(list(csv.DictReader(table.open()))) == 360 - replaced["correct_top1"]
+
+
+def matplotlib_image(path):
+    from matplotlib import image
+
+    return image.imread(path)
 
 
 def test_features_are_written_per_image_with_logits(spark, trained, tmp_path):
@@ -108,6 +186,10 @@ def test_features_are_written_per_image_with_logits(spark, trained, tmp_path):
     assert result["rows"] == len(table) == 360
     assert len({row["path"] for row in table}) == 360
     assert {len(row["features"]) for row in table} == {16 * 8} and {len(row["logits"]) for row in table} == {10}
+    for row in table:
+        logits = torch.tensor(row["logits"])
+        assert row["predicted"] == int(logits.argmax())
+        assert row["probability"] == pytest.approx(float(logits.softmax(0).max()), rel=1e-5)
     with pytest.raises(ValueError, match="already exists"):
         extract_features(spark, model, val, output)
 
@@ -238,8 +320,6 @@ def test_data_that_does_not_fit_its_labels_or_is_not_parquet_is_refused_before_s
 
 
 def test_evaluate_refuses_a_model_whose_classes_are_not_the_datas(trained, tmp_path, capsys):
-    from torchonspark.sparkjobs import evaluate as evaluate_job
-
     data, run = trained
     labels = json.loads((data / "labels.json").read_text())
     renamed = dataset_copy(data, tmp_path / "renamed", [{**entry, "wnid": entry["wnid"] + "x"} for entry in labels])

@@ -4,19 +4,18 @@ of the layers Spark wraps it in."""
 
 from __future__ import annotations
 
-import io
 import re
 import signal
 import sys
-import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
 from pyspark.ml.torch.distributor import TorchDistributor
 
 from torchonspark.sparkjobs.engine.job import TrainJob
+from torchonspark.sparkjobs.engine.keptlines import KeptLines
 from torchonspark.sparkjobs.engine.stops import find_stop
 from torchonspark.sparkjobs.engine.worker import train_worker
 
@@ -42,36 +41,15 @@ def use_gpus(conf: Mapping[str, str], force_gpu: bool, force_cpu: bool) -> bool:
     return float(conf.get(GPU_TASK_AMOUNT, "0") or 0) > 0
 
 
-class _KeptLines(io.TextIOBase):
-    """A text stream that writes through and keeps the last complete lines written to it."""
-
-    def __init__(self, through: TextIO, lines: int) -> None:
-        super().__init__()
-        self.through, self.lines, self._partial = through, deque(maxlen=lines), ""
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        self.through.write(text)
-        with self._lock:
-            *complete, self._partial = (self._partial + text).split("\n")
-            self.lines.extend(complete)
-        return len(text)
-
-    def flush(self) -> None:
-        self.through.flush()
-
-    def fileno(self) -> int:
-        return self.through.fileno()
-
-
 @contextmanager
 def workers_output_kept(lines: int = KEPT_LINES) -> Iterator[deque]:
     """The last lines the workers print, as they reach this driver. TorchDistributor's tasks stream
     their processes' output to a server in the driver, which writes it to sys.stderr; the exception it
     raises when one fails says only "View stdout logs" (its torchrun wrapper exits 0 either way), so the
-    driver keeps the stream to say what happened."""
+    driver keeps the stream to say what happened. It goes on to stdout, where the same training lines
+    go under plain torchrun: progress is the job's output, and stderr keeps the driver's own verdict."""
     original = sys.stderr
-    kept = _KeptLines(original, lines)
+    kept = KeptLines(sys.stdout, deque(maxlen=lines))
     sys.stderr = kept
     try:
         yield kept.lines

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib import resources
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
@@ -14,6 +15,7 @@ from pyspark.sql import SparkSession
 from torchonspark.sparkjobs.cluster.yarn import check_resource_manager
 
 DEFAULT_MASTER = "local[*]"
+PROGRESS_BAR = "spark.ui.showConsoleProgress"
 
 
 def launched_by_spark_submit() -> bool:
@@ -52,13 +54,40 @@ def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
+    if not launched_by_spark_submit() and not _user_log_configuration():
+        # The JVM starts with this session: its options are read now or never.
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={quiet_log_configuration()}")
     if master is not None:
         builder = builder.master(master)
     elif not launched_by_spark_submit():
         builder = builder.master(DEFAULT_MASTER)
+    if not _configured_by_spark_submit(PROGRESS_BAR):
+        # Spark draws its stage progress bar with carriage returns: a console shows it, a log file
+        # or a pipe would keep every frame.
+        builder = builder.config(PROGRESS_BAR, str(sys.stderr.isatty()).lower())
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _configured_by_spark_submit(key: str) -> bool:
+    if not launched_by_spark_submit():
+        return False
+    SparkContext._ensure_initialized()  # noqa: SLF001 (connects to spark-submit's JVM)
+    return SparkConf().contains(key)
+
+
+def quiet_log_configuration() -> str:
+    """conf/log4j2.properties, wherever the package is installed: Spark at WARN."""
+    return str(resources.files("torchonspark.conf") / "log4j2.properties")
+
+
+def _user_log_configuration() -> bool:
+    """Whether the user chose Spark's logging already (a log4j2.properties in SPARK_CONF_DIR, or their
+    own driver options), which then wins over ours."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    return bool(conf_dir and os.path.exists(os.path.join(conf_dir, "log4j2.properties"))) or bool(
+        os.environ.get("SPARK_SUBMIT_OPTS") or os.environ.get("PYSPARK_SUBMIT_ARGS"))
 
 
 @contextmanager

@@ -146,16 +146,30 @@ class Supervisor:
         self.restarts.append(record)
         run.append_metrics(record)
         start = f"iteration {resume_from} (its newest checkpoint)" if resume_from is not None else "the start (no checkpoint yet)"
-        print(f"train: {cause}; relaunching from {start}, restart {len(self.restarts)} of {self.max_restarts}", flush=True)
+        line = f"{cause}; relaunching from {start}, restart {len(self.restarts)} of {self.max_restarts}"
+        print(f"train: {line}", flush=True)
+        _log(run, line)
 
     def _give_up(self, run: RunFolder, started_fresh: bool, failure: TrainingFailed, repeated: bool) -> None:
         if repeated:
             failure.cause += " (the same failure at the same iteration twice: not retried again)"
         elif failure.stop is None and self.restarts:
             failure.cause += f" (after {len(self.restarts)} restarts)"
+        if failure.tail and failure.stop is None:
+            _log(run, f"the end of the failed worker's output:\n{failure.tail}")
+        _log(run, f"stopped: {failure.cause}")
         run.discard()  # an unfinished replacement of an existing run (--overwrite)
         if started_fresh and not run.checkpoint_paths() and run.root.exists():
             run.root.fs.delete_dir(run.root.path)  # a failed start leaves no run folder behind to block a re-run
+
+
+def _log(run: RunFolder, text: str) -> None:
+    """A line in the run's train.log, if the run has a folder; the console has it either way."""
+    try:
+        if run.root.is_dir():
+            run.append_log(text)
+    except OSError:  # the run folder's storage may be what failed
+        pass
 
 
 def _latest_iteration(run: RunFolder) -> int | None:

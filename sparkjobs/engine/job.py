@@ -19,8 +19,8 @@ from typing import Any
 from torchonspark.datasets import fs
 from torchonspark.datasets.loader import list_row_groups
 from torchonspark.netdefs import NetDef
-from torchonspark.sparkjobs.commandline import OneLineErrorParser
-from torchonspark.sparkjobs.engine.recipe import Recipe, load_recipe
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, PrintAndExit
+from torchonspark.sparkjobs.engine.recipe import Recipe, describe_recipes, load_recipe
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
 DATA_PARTS = ("train", "val", "labels.json")  # what `torchonspark convert` writes and training reads
@@ -74,7 +74,11 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
         description="Train a ResNet variant with synchronous SGD on a converted data set"
         + (" (barrier-mode Spark tasks running PyTorch DDP)." if spark else " (one process of a torchrun job)."),
     )
-    parser.add_argument("--conf", required=True, help="training recipe (YAML), e.g. conf/digits.yaml")
+    # --recipe, not only --conf: spark-submit has its own --conf k=v before the job file, and ours sat
+    # next to it; --conf still works.
+    parser.add_argument("--recipe", "--conf", dest="recipe", required=True, metavar="NAME|FILE",
+                        help="training recipe: a packaged one by name (see --list-recipes) or a YAML file")
+    parser.add_argument("--list-recipes", action=PrintAndExit, text=describe_recipes, help="list the packaged recipes and exit")
     parser.add_argument("--data", required=True, help="a converted data set: OUTPUT of `torchonspark convert`")
     parser.add_argument("--output", required=True, help="the run folder (local path or URL)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
@@ -96,6 +100,8 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
         device.add_argument("--gpu", action="store_true", help="train on GPUs (default: when Spark schedules GPUs to tasks)")
         device.add_argument("--cpu", action="store_true", help="train on CPUs even where GPUs are scheduled")
         parser.add_argument("--master", help="Spark master when not run by spark-submit (default: local[*])")
+        parser.add_argument("--onnx", action="store_true",
+                            help="also export model/model.onnx and check it with onnxruntime on the val split (the onnx extra)")
     else:
         parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default %(default)s")
         parser.add_argument("--threads", type=int, help="torch and decode threads (default: torch's)")
@@ -146,7 +152,7 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
     """Validate everything that can be checked before a worker starts; raise ValueError naming the problem."""
     if threads < 1:
         raise ValueError(f"threads must be at least 1; got {threads}")
-    recipe = load_recipe(args.conf).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
+    recipe = load_recipe(args.recipe).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
     data = fs.resolve(args.data)
     labels = read_dataset_labels(data)
     check_dataset(data, labels, getattr(args, "workers", None) or int(os.environ.get("WORLD_SIZE", "1")))

@@ -16,6 +16,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +171,47 @@ def recipe_from_dict(data: object, source: str, inline_name: str = "model") -> R
     return dataclass_from_mapping(Recipe, data, source)
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read a recipe YAML file (an inline netdef is named after the file)."""
-    path = Path(path)
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def recipes_dir() -> Path:
+    """The packaged recipes (``conf/*.yaml``), wherever the package was installed from."""
+    return Path(str(resources.files("torchonspark.conf")))
+
+
+def recipe_names() -> list[str]:
+    """Names of the packaged recipes, sorted."""
+    return sorted(path.stem for path in recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A packaged recipe by name (``digits``), or a recipe file by path: the same rule as
+    ``build_resnet --model``, so that a recipe name works from any folder, as a model name does."""
+    text = str(name_or_path)
+    if text.endswith(RECIPE_SUFFIXES) or "/" in text:
+        return Path(text)
+    path = recipes_dir() / f"{text}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown recipe {text!r}; packaged recipes: {', '.join(recipe_names())} (or a path to a .yaml file)")
+    return path
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Read a recipe by name or path (an inline netdef is named after the file)."""
+    path = find_recipe(name_or_path)
     return recipe_from_dict(load_yaml(path), str(path), inline_name=path.stem)
+
+
+def describe_recipes() -> str:
+    """One line per packaged recipe: its name, model, length and the first line of its comment."""
+    lines = []
+    for name in recipe_names():
+        path = recipes_dir() / f"{name}.yaml"
+        recipe = load_recipe(path)
+        length = f"{recipe.max_iter} iterations" if recipe.max_iter is not None else f"{recipe.epochs} epochs"
+        comment = next((line.lstrip("# ").rstrip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+        lines.append(f"{name:<20} {recipe.model.name:<12} {recipe.batch_size:>4}/worker  {length:<18} {comment}")
+    return "\n".join(lines)
 
 
 def learning_rate(recipe: Recipe, iteration: int, max_iter: int) -> float:

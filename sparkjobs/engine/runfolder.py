@@ -1,8 +1,11 @@
 """The training run's output folder (a local path or URL), written by rank 0 only:
 
+    job.json             what rank 0 started: the model, the recipe, its length and workers, and each start
     metrics.jsonl        a line per display interval and per validation, appended as they happen
+    train.log            the run's story with times: rank 0's lines, restarts, why a worker failed
+    logs/rank-N.log      a failed worker's last output and its error (written only on failure)
     summary.json         the run's outcome
-    plots/loss.png, plots/accuracy.png
+    plots/training.png   loss and validation top-1/top-5 against iterations, redrawn at every validation
     checkpoints/iter-00001000.pt ...   the last few, each written whole
     model/               the exported model (see export.py)
 
@@ -17,15 +20,16 @@ import io
 import json
 import math
 import re
+import socket
+import time
 from typing import Any
-
-import torch
 
 from torchonspark.datasets import fs
 
 CHECKPOINT = re.compile(r"iter-(\d{8})\.pt$")
 METRICS, SUMMARY, PLOTS, CHECKPOINTS, MODEL = "metrics.jsonl", "summary.json", "plots", "checkpoints", "model"
-PLOT_FILES = ("loss.png", "accuracy.png")
+LOG, RANK_LOGS, JOB = "train.log", "logs", "job.json"
+PLOT_FILES = ("training.png",)
 
 
 class RunFolder:
@@ -35,11 +39,14 @@ class RunFolder:
     def __init__(self, root: fs.Location, publish_to: fs.Location | None = None) -> None:
         self.root = root
         self.publish_to = publish_to
+        self.job = root.join(JOB)
         self.metrics = root.join(METRICS)
         self.summary = root.join(SUMMARY)
         self.plots = root.join(PLOTS)
         self.checkpoints = root.join(CHECKPOINTS)
         self.model = root.join(MODEL)
+        self.log = root.join(LOG)
+        self.rank_logs = root.join(RANK_LOGS)
 
     @property
     def final(self) -> fs.Location:
@@ -68,7 +75,44 @@ class RunFolder:
     def contents(url: str) -> str:
         """The folder's files, for the line a driver prints at the end."""
         plots = ", ".join(f"{PLOTS}/{name}" for name in PLOT_FILES)
-        return f"{url} ({METRICS}, {SUMMARY}, {plots}, {CHECKPOINTS}/, {MODEL}/)"
+        return f"{url} ({LOG}, {METRICS}, {SUMMARY}, {plots}, {CHECKPOINTS}/, {MODEL}/)"
+
+    # --- logs ------------------------------------------------------------------------------------
+
+    def append_log(self, text: str) -> None:
+        """Each line of ``text`` with the local time, appended and closed at once (on a cluster the
+        log is read while the run goes on, and a restart appends to it)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        lines = "".join(f"{stamp} {line}\n" for line in text.splitlines())
+        with self.log.fs.open_append_stream(self.log.path, compression=None) as stream:
+            stream.write(lines.encode())
+
+    def append_rank_log(self, rank: int, text: str) -> fs.Location:
+        """A failed worker's output and error, added to logs/rank-N.log (attempts one after another)."""
+        self.rank_logs.fs.create_dir(self.rank_logs.path)
+        target = self.rank_logs.join(f"rank-{rank}.log")
+        header = f"--- rank {rank} failed at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n"
+        with target.fs.open_append_stream(target.path, compression=None) as stream:
+            stream.write((header + text.rstrip("\n") + "\n").encode())
+        return target
+
+    # --- the job ---------------------------------------------------------------------------------
+
+    def record_start(self, iteration: int, job: dict[str, Any]) -> None:
+        """What this start of the run trains (``job``: model, recipe, max_iter, per_epoch, world_size...),
+        with the run's starts so far: a resume adds one. Starts after ``iteration`` are dropped, as
+        their metrics lines are (keep_metrics_through)."""
+        earlier = self.read_job() or {}
+        starts = [start for start in earlier.get("starts", []) if start["iteration"] <= iteration]
+        starts.append({"iteration": iteration, "time": time.time(), "host": socket.gethostname()})
+        self.job.write_text_atomically(json.dumps({**job, "starts": starts}, indent=2) + "\n")
+
+    def read_job(self) -> dict[str, Any] | None:
+        """job.json, or None for a run that has none yet (or one from before it was written)."""
+        try:
+            return json.loads(self.job.read_bytes())
+        except FileNotFoundError:
+            return None
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -103,6 +147,8 @@ class RunFolder:
     def save_checkpoint(self, state: dict[str, Any], iteration: int, keep: int) -> fs.Location:
         """Write the checkpoint whole, read it back to verify it (a disk or DataNode that lost bytes is
         found now, not at the restart that needs it), then drop the oldest beyond ``keep``."""
+        import torch  # here: a reader of run folders (`torchonspark status`) starts without torch
+
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
@@ -124,30 +170,23 @@ class RunFolder:
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.summary.write_text_atomically(json.dumps(summary, indent=2) + "\n")
 
+    def read_summary(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.summary.read_bytes())
+        except FileNotFoundError:
+            return None
+
     def write_plots(self) -> None:
-        """Training loss and validation top-1 against iterations, as the seed's plots showed them."""
-        import matplotlib
+        """plots/training.png from metrics.jsonl and job.json, replaced whole: the worker redraws it at
+        every validation, so it can be watched while the run goes on."""
+        from torchonspark.sparkjobs.engine.plots import training_figure  # matplotlib: only where plots are drawn
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
-        records = self.read_metrics()
-        series = {
-            PLOT_FILES[0]: ("training loss", [(r["iteration"], r["loss"]) for r in records if "loss" in r]),
-            PLOT_FILES[1]: ("validation top-1", [(r["iteration"], r["val_top1"]) for r in records if "val_top1" in r]),
-        }
-        for file_name, (label, points) in series.items():
-            figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
-            if points:
-                iterations, values = zip(*points)
-                axes.plot(iterations, values, marker="o" if len(points) < 30 else None)
-            axes.set_xlabel("iteration")
-            axes.set_ylabel(label)
-            axes.grid(True, alpha=0.3)
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", bbox_inches="tight")
-            plt.close(figure)
-            self.plots.join(file_name).write_bytes_atomically(buffer.getvalue())
+        job = self.read_job()
+        if job is None:  # a run from before job.json: its summary has the model and recipe
+            job = self.read_summary()
+        png = training_figure(self.read_metrics(), job)
+        self.plots.fs.create_dir(self.plots.path)
+        self.plots.join(PLOT_FILES[0]).write_bytes_atomically(png)
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -22,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,7 @@ from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint
 from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step
 from torchonspark.sparkjobs.engine.export import MODEL_FILES, export_model
 from torchonspark.sparkjobs.engine.job import TrainJob
+from torchonspark.sparkjobs.engine.keptlines import KeptLines
 from torchonspark.sparkjobs.engine.recipe import learning_rate
 from torchonspark.sparkjobs.engine.scoring import count_hits
 from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, TrainingStopped, stop_line
@@ -45,28 +48,60 @@ from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, Trai
 def train_worker(job: TrainJob) -> dict[str, Any] | None:
     """Run this process's part of the job; rank 0 returns the summary, other ranks None. A failure
     that a relaunch would repeat (divergence, bad data or arguments) ends the process with one line
-    and ``STOP_EXIT_STATUS`` (stops.py), not a traceback; torchrun then ends the other ranks."""
+    and ``STOP_EXIT_STATUS`` (stops.py), not a traceback; torchrun then ends the other ranks. A rank
+    that fails leaves its last output and its error in the run folder (logs/rank-N.log): on a
+    cluster, the executor's own log may be gone with its container."""
     _exit_when_orphaned()
     _end_stale_workers_of(job)
     device = select_device(job.device, int(os.environ.get("LOCAL_RANK", "0")))
     torch.set_num_threads(job.threads)
     rank, world_size = init_distributed(device)
     trainer = None
+    with own_output_kept() as output:
+        try:
+            trainer = Trainer(job, device, rank, world_size)
+            summary = trainer.train()
+            # Leave together: a rank that tore down its end of the group while rank 0 was still writing
+            # the export was seen to abort (SIGABRT) at exit.
+            dist.barrier()
+            return summary
+        except (TrainingStopped, ValueError) as error:
+            kind = error.kind if isinstance(error, TrainingStopped) else "input"
+            print(stop_line(kind, str(error), rank, trainer.iteration if trainer else None), flush=True)  # for the driver
+            output.append(f"rank {rank}: {error}")
+            _leave_rank_log(job, rank, output)
+            print(f"rank {rank}: {error}", file=sys.stderr, flush=True)  # for a person (the last line under torchrun)
+            raise SystemExit(STOP_EXIT_STATUS) from None
+        except Exception:
+            output.extend(traceback.format_exc().splitlines())  # Python prints it too, as the process ends
+            _leave_rank_log(job, rank, output)
+            raise
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+@contextmanager
+def own_output_kept(lines: int = 300) -> Iterator[deque[str]]:
+    """This process's last lines of stdout and stderr, as they are written."""
+    kept: deque[str] = deque(maxlen=lines)
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = KeptLines(original[0], kept), KeptLines(original[1], kept)
     try:
-        trainer = Trainer(job, device, rank, world_size)
-        summary = trainer.train()
-        # Leave together: a rank that tore down its end of the group while rank 0 was still writing
-        # the export was seen to abort (SIGABRT) at exit.
-        dist.barrier()
-        return summary
-    except (TrainingStopped, ValueError) as error:
-        kind = error.kind if isinstance(error, TrainingStopped) else "input"
-        print(stop_line(kind, str(error), rank, trainer.iteration if trainer else None), flush=True)  # for the driver
-        print(f"rank {rank}: {error}", file=sys.stderr, flush=True)  # for a person (the last line under torchrun)
-        raise SystemExit(STOP_EXIT_STATUS) from None
+        yield kept
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        sys.stdout, sys.stderr = original
+
+
+def _leave_rank_log(job: TrainJob, rank: int, output: deque[str]) -> None:
+    run = job.run_folder()
+    if not run.root.exists():  # a start that failed before rank 0 made the folder: the console has it all
+        return
+    try:
+        where = run.append_rank_log(rank, "\n".join(output))
+        print(f"rank {rank}: its output is kept in {where.url}", file=sys.stderr, flush=True)
+    except OSError as error:  # the folder's storage is what failed: the console has it all
+        print(f"rank {rank}: could not keep its output in the run folder: {error}", file=sys.stderr, flush=True)
 
 
 def _exit_when_orphaned(poll_s: float = 1.0) -> None:
@@ -171,6 +206,7 @@ class Trainer:
         self.job, self.recipe, self.device, self.rank, self.world_size = job, job.recipe, device, rank, world_size
         self.clock = Clock()
         self.run = job.run_folder()
+        self._unlogged: list[str] = []
         self.train_loader = ShardedLoader(job.data.join("train"), rank, world_size, self.recipe.batch_size,
                                           TrainTransform(self.recipe.crop_size, self.recipe.scale_range, self.recipe.mirror),
                                           train=True, seed=self.recipe.seed, decode_threads=job.threads)
@@ -190,14 +226,25 @@ class Trainer:
         self.last_finite_loss: tuple[int, float] | None = None
         self.checkpointed_at = time.monotonic()
 
+    def say(self, line: str) -> None:
+        """Rank 0's line for a person: on the console and in the run's train.log (lines said before
+        the run folder exists wait for it: train() makes it)."""
+        if self.rank != 0:
+            return
+        print(line, flush=True)
+        self._unlogged.append(line)
+        if self.run.root.is_dir():
+            self.run.append_log("\n".join(self._unlogged))
+            self._unlogged.clear()
+
     def _build_net(self) -> torch.nn.Module:
         torch.manual_seed(self.recipe.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
         net = self.job.netdef.build()
         torch.manual_seed(self.recipe.seed + self.rank)  # but each rank its own dropout masks
         if self.job.weights is not None and not self.job.resume:
             kept_new = load_initial_weights(net, self.job.weights)
-            if self.rank == 0 and kept_new:
-                print(f"--weights: kept the new initialisation of {', '.join(kept_new)}", flush=True)
+            if kept_new:
+                self.say(f"--weights: kept the new initialisation of {', '.join(kept_new)}")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             net = net.to(self.device, memory_format=torch.channels_last)
@@ -212,13 +259,12 @@ class Trainer:
         latest, state, skipped = found
         exported = all(self.run.model.join(name).exists() for name in MODEL_FILES)
         check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url, exported)
-        if self.rank == 0:
-            for line in skipped:
-                print(f"resume: {line}", flush=True)
-            if state["iteration"] >= self.max_iter:
-                print(f"resume: the run had finished at iteration {state['iteration']} without its model; exporting it", flush=True)
-            else:
-                print(f"resuming from iteration {state['iteration']} ({latest.url})", flush=True)
+        for line in skipped:
+            self.say(f"resume: {line}")
+        if state["iteration"] >= self.max_iter:
+            self.say(f"resume: the run had finished at iteration {state['iteration']} without its model; exporting it")
+        else:
+            self.say(f"resuming from iteration {state['iteration']} (checkpoint {latest.url})")
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"][self.rank])
@@ -233,8 +279,11 @@ class Trainer:
         if self.rank == 0:
             self.run.create(fresh=not self.job.resume)
             self.run.keep_metrics_through(self.iteration)  # what a failed attempt wrote after it, if anything
-            print(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
-                  f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images", flush=True)
+            self.run.record_start(self.iteration, {"model": self.job.netdef.to_dict(), "recipe": self.recipe.to_dict(),
+                                                   "max_iter": self.max_iter, "per_epoch": self.per_epoch,
+                                                   "world_size": self.world_size, "device": self.device.type})
+        self.say(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
+                 f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images")
         if self.iteration >= self.max_iter:  # a finished run whose export failed: its validation is on record
             self.last_validation = self._recorded_validation()
             self.validated_at = self.iteration if self.last_validation else None
@@ -298,8 +347,8 @@ class Trainer:
                                  "images_per_sec": speed, "elapsed": self.clock.wall_seconds(), "time": time.time()})
         eta = (self.max_iter - self.iteration) * seconds / max(steps, 1)
         top = f"  val top-1 {self.last_validation[0]:.4f}" if self.last_validation else ""
-        print(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
-              f"{speed:.0f} img/s  ETA {_eta(eta)}{top}", flush=True)
+        self.say(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
+                 f"{speed:.0f} img/s  ETA {_eta(eta)}{top}")
 
     def _recorded_validation(self) -> tuple[float, float] | None:
         """The validation metrics.jsonl holds for this iteration (every rank reads the same file, so
@@ -338,6 +387,7 @@ class Trainer:
         if self.rank == 0:
             self.run.append_metrics({"iteration": self.iteration, "epoch": (self.iteration - 1) // self.per_epoch,
                                      "val_top1": top1 / images, "val_top5": top5 / images})
+            self.run.write_plots()  # the seed's plot, live
         return self.last_validation
 
     def save_checkpoint(self) -> None:
@@ -379,6 +429,6 @@ class Trainer:
         }
         self.run.write_summary(summary)
         self.run.write_plots()
+        self.say(f"done: val top-1 {top1:.4f}, top-5 {top5:.4f}; model in {self.run.final.join('model').url}")
         self.run.publish()
-        print(f"done: val top-1 {top1:.4f}, top-5 {top5:.4f}; model in {self.run.final.join('model').url}", flush=True)
         return summary
