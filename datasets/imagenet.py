@@ -27,6 +27,7 @@ class SourceImage:
     wnid: str
     label: int
     size: int  # bytes
+    offset: int | None = None  # of its bytes in the release archive its split reads (archives.py); None: a file
 
 
 @dataclass
@@ -36,6 +37,8 @@ class SplitListing:
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}, found while listing
     empty_classes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. labels-file entries with no file
+    archive: fs.Location | None = None  # the release archive the images lie in (archives.py); None: files under ROOT
+    truncated: str | None = None  # where that archive stopped early, in words
 
     @property
     def seen(self) -> int:
