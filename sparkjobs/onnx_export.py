@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from torchonspark.datasets import fs
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, job_main
 from torchonspark.sparkjobs.engine.export import check_model_folder
-from torchonspark.sparkjobs.engine.onnxexport import check_line, check_onnx, check_onnx_installed, export_onnx
+from torchonspark.sparkjobs.engine.onnxexport import check_onnx_installed, export_and_check
 from torchonspark.sparkjobs.engine.scoring import dataset_split
 
 
@@ -34,15 +34,7 @@ def run(args: argparse.Namespace) -> int:
     model = fs.resolve(args.model)
     check_model_folder(model)
     split_data = dataset_split(fs.resolve(args.data), args.split) if args.data else None
-    target = export_onnx(model)
-    print(f"ONNX model -> {target.url}")
-    if split_data is not None:
-        result = check_onnx(model, split_data, args.batch_size, threads=os.cpu_count() or 1)
-        print(check_line(result, args.split))
-        if result["same_top1"] != result["images"]:
-            print("onnx: onnxruntime's top-1 class differs from torch's on some images", file=sys.stderr)
-            return 1
-    return 0
+    return export_and_check(model, split_data, args.batch_size, os.cpu_count() or 1, "onnx")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from torchonspark.sparkjobs.cluster.supervisor import Supervisor
 from torchonspark.sparkjobs.cluster.yarn import yarn_capacity
 from torchonspark.sparkjobs.commandline import job_main
 from torchonspark.sparkjobs.engine import job as train_job
-from torchonspark.sparkjobs.engine.onnxexport import check_line, check_onnx, check_onnx_installed, export_onnx
+from torchonspark.sparkjobs.engine.onnxexport import check_onnx_installed, export_and_check
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
 
@@ -89,20 +89,9 @@ def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Names
         print(f"train: a worker failed: {failure.cause}", file=sys.stderr)
         return 1
     print("\n".join(train_summary_lines(summary, job.output.url)))
-    if args.onnx:
-        return _export_onnx(job, task_cpus(spark))
-    return 0
-
-
-def _export_onnx(job: train_job.TrainJob, threads: int) -> int:
-    """model/model.onnx, checked on the val split: the ONNX program must pick torch's class for every image."""
-    model = RunFolder(job.output).model
-    target = export_onnx(model)
-    result = check_onnx(model, job.data.join("val"), job.recipe.batch_size, threads)
-    print(f"ONNX model -> {target.url}; {check_line(result, 'val')}")
-    if result["same_top1"] != result["images"]:
-        print("train: onnxruntime's top-1 class differs from torch's on some val images", file=sys.stderr)
-        return 1
+    if args.onnx:  # model/model.onnx, checked on the val split
+        return export_and_check(RunFolder(job.output).model, job.data.join("val"), job.recipe.batch_size,
+                                task_cpus(spark), "train")
     return 0
 
 

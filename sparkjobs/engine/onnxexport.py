@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import io
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -80,6 +81,21 @@ def check_onnx(folder: fs.Location, split_data: fs.Location, batch_size: int = 6
             largest = max(largest, float(np.abs(ours - theirs).max()))
     return {"images": images, "torch_top1": torch_hits / images, "onnx_top1": onnx_hits / images, "same_top1": same,
             "max_logit_difference": largest}
+
+
+def export_and_check(model: fs.Location, split_data: fs.Location | None, batch_size: int, threads: int, prog: str) -> int:
+    """Write model.onnx and, given a split, check it there; the exit status: 1 when onnxruntime's top-1
+    class differs from torch's for any image."""
+    target = export_onnx(model)
+    print(f"ONNX model -> {target.url}")
+    if split_data is None:
+        return 0
+    result = check_onnx(model, split_data, batch_size, threads)
+    print(check_line(result, split_data.name))
+    if result["same_top1"] != result["images"]:
+        print(f"{prog}: onnxruntime's top-1 class differs from torch's on some {split_data.name} images", file=sys.stderr)
+        return 1
+    return 0
 
 
 def check_line(result: dict[str, Any], split: str) -> str:
