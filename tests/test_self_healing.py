@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,6 +55,11 @@ def metrics(run):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def task_folders():
+    """TorchDistributor's temporary folders (a task's train.py and func.pickle) in the temp folder."""
+    return {path.parent for path in Path(tempfile.gettempdir()).glob("tmp*/func.pickle")}
+
+
 def newest_iteration(run):
     records = [r for r in metrics(run) if "loss" in r]
     return records[-1]["iteration"] if records else None
@@ -62,6 +69,7 @@ def test_killed_and_stalled_workers_are_relaunched_from_the_checkpoint_and_the_r
         spark, digits_parquet, recipe, uninterrupted, tmp_path, capsys):
     data, _ = digits_parquet
     run = tmp_path / "run"
+    task_folders_before = task_folders()
     # rank 1 killed after the checkpoint at 20; rank 0 stopped (a stall) after the one at 40
     faults = FaultPlan(lambda: newest_iteration(run), [(25, signal_rank(signal.SIGKILL, 1)), (45, signal_rank(signal.SIGSTOP, 0))])
     faults.start()
@@ -87,6 +95,7 @@ def test_killed_and_stalled_workers_are_relaunched_from_the_checkpoint_and_the_r
     assert "rank 1 was killed by SIGKILL; relaunching from iteration 20" in log and "relaunching from iteration 40" in log
     assert log.count("resuming from iteration") == 2 and "done: val top-1" in log
     assert training_processes(0) == [] and training_processes(1) == []  # the stopped one too: nothing left behind
+    assert task_folders() <= task_folders_before  # nor the temporary folder of a task that Spark killed
 
 
 def test_a_lost_executor_is_replaced_and_a_stopped_driver_resumes_to_the_same_weights(

@@ -124,6 +124,7 @@ class Supervisor:
         YARN or the standalone master), at most slot_wait_s."""
         task_cpus = int(self.spark.conf.get("spark.task.cpus", "1"))
         deadline = time.monotonic() + self.slot_wait_s
+        said = None
         while True:
             cores = registered_executor_cores(self.spark)
             if cores is None or cores // task_cpus >= self.workers:  # None: a local master, always whole
@@ -131,8 +132,10 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise TrainingFailed("", None, f"the cluster did not give back {self.workers} task slots within "
                                                f"{self.slot_wait_s:.0f} s (it has {cores // task_cpus})")
-            print(f"train: waiting for task slots ({cores // task_cpus} of {self.workers})", flush=True)
-            time.sleep(5 * POLL_S)
+            if cores // task_cpus != said:  # a line when the count changes, not one per poll
+                said = cores // task_cpus
+                print(f"train: waiting for task slots ({said} of {self.workers})", flush=True)
+            time.sleep(POLL_S)  # a replaced executor registers within seconds: relaunch as soon as it has
 
     def _record_restart(self, run: RunFolder, cause: str, resume_from: int | None, saved_at: float | None) -> None:
         reached = max((r["iteration"] for r in run.read_metrics() if "loss" in r), default=0)

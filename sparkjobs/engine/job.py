@@ -52,6 +52,7 @@ class TrainJob:
     resume: bool = False
     overwrite: bool = False  # replace an existing run folder once this run has finished
     weights: fs.Location | None = None  # initial weights (a state dict file, or an exported model folder)
+    tensorboard: bool = True  # rank 0 writes TensorBoard event files in RUN/tb
 
     @property
     def netdef(self) -> NetDef:
@@ -86,6 +87,8 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
     parser.add_argument("--weights", help="start from these weights (a .pt state dict or an exported model folder)")
     for flag, key, kind in OVERRIDES:
         parser.add_argument(flag, type=kind, dest=key, help=f"override the recipe's {key}")
+    parser.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                        help="write no TensorBoard event files (RUN/tb/)")
     parser.add_argument("--take-over-lock", action="store_true",
                         help="take the run folder's lock from a job that is gone (the refusal names it)")
     if spark:
@@ -172,4 +175,5 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
         resume=args.resume,
         overwrite=args.overwrite,
         weights=weights,
+        tensorboard=args.tensorboard,
     )

@@ -6,6 +6,7 @@
     logs/rank-N.log      a failed worker's last output and its error (written only on failure)
     summary.json         the run's outcome
     plots/training.png   loss and validation top-1/top-5 against iterations, redrawn at every validation
+    tb/                  TensorBoard event files, one or more per start of the run (see tensorboard.py)
     checkpoints/iter-00001000.pt ...   the last few, each written whole
     model/               the exported model (see export.py)
 
@@ -28,7 +29,7 @@ from torchonspark.datasets import fs
 
 CHECKPOINT = re.compile(r"iter-(\d{8})\.pt$")
 METRICS, SUMMARY, PLOTS, CHECKPOINTS, MODEL = "metrics.jsonl", "summary.json", "plots", "checkpoints", "model"
-LOG, RANK_LOGS, JOB = "train.log", "logs", "job.json"
+LOG, RANK_LOGS, JOB, TENSORBOARD = "train.log", "logs", "job.json", "tb"
 PLOT_FILES = ("training.png",)
 
 
@@ -47,6 +48,7 @@ class RunFolder:
         self.model = root.join(MODEL)
         self.log = root.join(LOG)
         self.rank_logs = root.join(RANK_LOGS)
+        self.tensorboard = root.join(TENSORBOARD)
 
     @property
     def final(self) -> fs.Location:
@@ -75,7 +77,7 @@ class RunFolder:
     def contents(url: str) -> str:
         """The folder's files, for the line a driver prints at the end."""
         plots = ", ".join(f"{PLOTS}/{name}" for name in PLOT_FILES)
-        return f"{url} ({LOG}, {METRICS}, {SUMMARY}, {plots}, {CHECKPOINTS}/, {MODEL}/)"
+        return f"{url} ({LOG}, {METRICS}, {SUMMARY}, {plots}, {CHECKPOINTS}/, {MODEL}/, {TENSORBOARD}/)"
 
     # --- logs ------------------------------------------------------------------------------------
 

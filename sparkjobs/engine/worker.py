@@ -17,6 +17,7 @@ import atexit
 import hashlib
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform, TrainTransform
+from torchonspark.netdefs import count_complexity
 from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
 from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step
 from torchonspark.sparkjobs.engine.export import MODEL_FILES, export_model
@@ -43,6 +45,7 @@ from torchonspark.sparkjobs.engine.keptlines import KeptLines
 from torchonspark.sparkjobs.engine.recipe import learning_rate
 from torchonspark.sparkjobs.engine.scoring import count_hits
 from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, TrainingStopped, stop_line
+from torchonspark.sparkjobs.engine.tensorboard import TrainingBoard, run_hparams
 
 
 def train_worker(job: TrainJob) -> dict[str, Any] | None:
@@ -77,6 +80,8 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
             _leave_rank_log(job, rank, output)
             raise
         finally:
+            if trainer is not None:
+                trainer.close_board()
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -120,28 +125,48 @@ def _exit_when_orphaned(poll_s: float = 1.0) -> None:
 
 def _end_stale_workers_of(job: TrainJob) -> None:
     """Kill this host's workers of an earlier attempt of the same run (another rendezvous port than
-    this attempt's), then register this one. A worker that was stopped (SIGSTOP, a debugger) when its
-    attempt was cancelled cannot notice that its torchrun is gone, and would keep its memory (on a
-    GPU, its device) for good."""
+    this attempt's), remove what their TorchDistributor task left, then register this one. A worker
+    that was stopped (SIGSTOP, a debugger) when its attempt was cancelled cannot notice that its
+    torchrun is gone, and would keep its memory (on a GPU, its device) for good; a task that Spark
+    killed never removed its temporary folder (train.py, func.pickle)."""
     folder = Path(tempfile.gettempdir()) / "torchonspark-workers"
     folder.mkdir(exist_ok=True)
     run = hashlib.sha1(job.output.url.encode()).hexdigest()[:16]
     for pidfile in folder.glob(f"{run}-*.pid"):
+        pid, scripts = _read_pidfile(pidfile)
         try:
-            pid = int(pidfile.read_text())
             environment = Path(f"/proc/{pid}/environ").read_bytes()
-        except (OSError, ValueError):
-            pidfile.unlink(missing_ok=True)  # gone already
-            continue
+        except OSError:
+            environment = b""  # gone already
         variables = dict(item.split(b"=", 1) for item in environment.split(b"\0") if b"=" in item)
-        if b"TORCHELASTIC_RUN_ID" not in variables:  # not a torch worker any more: a reused pid
-            pidfile.unlink(missing_ok=True)
-        elif variables.get(b"MASTER_PORT") != os.environ.get("MASTER_PORT", "").encode():  # another attempt's
+        if b"TORCHELASTIC_RUN_ID" in variables and variables.get(b"MASTER_PORT") == os.environ.get("MASTER_PORT", "").encode():
+            continue  # a worker of this attempt
+        if b"TORCHELASTIC_RUN_ID" in variables:  # another attempt's, still there
             os.kill(pid, signal.SIGKILL)
-            pidfile.unlink(missing_ok=True)
+        _remove_task_scripts(scripts)
+        pidfile.unlink(missing_ok=True)
     mine = folder / f"{run}-{os.getpid()}.pid"
-    mine.write_text(str(os.getpid()))
+    mine.write_text(f"{os.getpid()}\n{Path(sys.argv[0]).resolve().parent}\n")
     atexit.register(mine.unlink, missing_ok=True)
+
+
+def _read_pidfile(pidfile: Path) -> tuple[int, Path | None]:
+    """(pid, the folder of the script the worker ran) from a pidfile; (0, None) if unreadable."""
+    try:
+        lines = pidfile.read_text().splitlines()
+        return int(lines[0]), Path(lines[1]) if len(lines) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return 0, None
+
+
+def _remove_task_scripts(scripts: Path | None) -> None:
+    """Remove a TorchDistributor task's temporary folder, and only that: a folder of the temp folder
+    holding its train.py and nothing but its files."""
+    task_files = {"train.py", "func.pickle", "output.pickle"}
+    if scripts is None or scripts.parent != Path(tempfile.gettempdir()) or not (scripts / "train.py").is_file():
+        return
+    if {entry.name for entry in scripts.iterdir()} <= task_files:
+        shutil.rmtree(scripts, ignore_errors=True)
 
 
 class Clock:
@@ -225,6 +250,7 @@ class Trainer:
         self.validated_at: int | None = None
         self.last_finite_loss: tuple[int, float] | None = None
         self.checkpointed_at = time.monotonic()
+        self.board: TrainingBoard | None = None  # rank 0's TensorBoard writer, from the start of train()
 
     def say(self, line: str) -> None:
         """Rank 0's line for a person: on the console and in the run's train.log (lines said before
@@ -282,6 +308,8 @@ class Trainer:
             self.run.record_start(self.iteration, {"model": self.job.netdef.to_dict(), "recipe": self.recipe.to_dict(),
                                                    "max_iter": self.max_iter, "per_epoch": self.per_epoch,
                                                    "world_size": self.world_size, "device": self.device.type})
+            if self.job.tensorboard:
+                self.open_board()
         self.say(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
                  f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images")
         if self.iteration >= self.max_iter:  # a finished run whose export failed: its validation is on record
@@ -293,6 +321,28 @@ class Trainer:
             self.validate()
         self.save_checkpoint()
         return self.finish() if self.rank == 0 else None
+
+    def open_board(self) -> None:
+        """Rank 0's TensorBoard writer for this start, which logs first what the run trains: the
+        hyper-parameters and the per-layer table (``build_resnet --table``'s lines)."""
+        self.board = TrainingBoard(self.run.tensorboard, self.iteration)
+        complexity = count_complexity(self.net)
+        self.board.record_start(self.iteration, run_hparams(self.recipe, self.max_iter, self.world_size, self.device.type),
+                                "\n".join([complexity.table(), *complexity.summary_lines()]))
+
+    def close_board(self, finished: bool = False) -> None:
+        """The last of the TensorBoard events into RUN/tb (rank 0; once). A run that failed keeps what it
+        logged where its folder can still be written to: the failure, not this, is what it reports."""
+        board, self.board = self.board, None
+        if board is None:
+            return
+        if finished:
+            board.close(finished=True)
+            return
+        try:
+            board.close()
+        except OSError as error:
+            print(f"rank 0: could not keep the TensorBoard events in {board.folder.url}: {error}", file=sys.stderr, flush=True)
 
     def train_one_epoch(self) -> None:
         """The rest of the current epoch (from where a resumed run left it), or up to the budget."""
@@ -345,6 +395,8 @@ class Trainer:
             return
         self.run.append_metrics({"iteration": self.iteration, "epoch": epoch, "loss": mean_loss, "lr": lr,
                                  "images_per_sec": speed, "elapsed": self.clock.wall_seconds(), "time": time.time()})
+        if self.board is not None:
+            self.board.display(self.iteration, mean_loss, lr, speed)
         eta = (self.max_iter - self.iteration) * seconds / max(steps, 1)
         top = f"  val top-1 {self.last_validation[0]:.4f}" if self.last_validation else ""
         self.say(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
@@ -388,6 +440,9 @@ class Trainer:
             self.run.append_metrics({"iteration": self.iteration, "epoch": (self.iteration - 1) // self.per_epoch,
                                      "val_top1": top1 / images, "val_top5": top5 / images})
             self.run.write_plots()  # the seed's plot, live
+            if self.board is not None:
+                self.board.validation(self.iteration, top1 / images, top5 / images)
+                self.board.sync()
         return self.last_validation
 
     def save_checkpoint(self) -> None:
@@ -406,6 +461,8 @@ class Trainer:
             state = checkpoint_state(self.net, self.optimizer, self.iteration, (self.iteration - 1) // self.per_epoch, rng,
                                      cuda_rng, self.world_size, self.recipe.batch_size, self.recipe.to_dict(), self.job.netdef)
             self.run.save_checkpoint(state, self.iteration, self.recipe.keep_snapshots)
+            if self.board is not None:  # a run folder on HDFS sees the events at least this often
+                self.board.sync()
         self.checkpointed_at = time.monotonic()
 
     def finish(self) -> dict[str, Any]:
@@ -430,5 +487,6 @@ class Trainer:
         self.run.write_summary(summary)
         self.run.write_plots()
         self.say(f"done: val top-1 {top1:.4f}, top-5 {top5:.4f}; model in {self.run.final.join('model').url}")
+        self.close_board(finished=True)
         self.run.publish()
         return summary
