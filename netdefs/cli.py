@@ -72,7 +72,7 @@ def get_args_parser() -> BuildResnetParser:
     parser.add_argument(
         "--no-fc_layers", dest="fc_layers", action="store_false", help="end with pool + fully connected (default)"
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--model", help="start from a model of conf/models (by name) or a netdef .yaml file")
     parser.add_argument("--num-classes", type=int, help="classes of the classifier (default 1000)")
     parser.add_argument("--input-size", type=int, help="side of the square input image in pixels (default 224)")
@@ -163,7 +163,8 @@ def _umask() -> int:
     return mask
 
 
-def _version() -> str:
+def package_version() -> str:
+    """The installed distribution's version (what --version prints, here and in `torchonspark`)."""
     try:
         return metadata.version("torchonspark")
     except metadata.PackageNotFoundError:  # a source tree that was never installed

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from torchonspark.sparkjobs.commandline import OneLineErrorParser, package_version, run_job
+from torchonspark.netdefs.cli import package_version
+from torchonspark.sparkjobs.commandline import OneLineErrorParser, run_job
 
 JOBS = {  # subcommand: module of torchonspark.sparkjobs
     "make-digits": "make_digits",

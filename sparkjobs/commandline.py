@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import metadata
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from torchonspark.datasets.hdfs import first_line
 
 Run = Callable[[argparse.Namespace], int]
-
-
-def package_version() -> str:
-    """The installed distribution's version (what --version prints)."""
-    try:
-        return metadata.version("torchonspark")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
 
 
 class PrintAndExit(argparse.Action):

@@ -30,11 +30,19 @@ def planned_master(master: str | None) -> tuple[str, str]:
     configured (read from its JVM, which is already running; no context is started), else local[*]."""
     if master is not None:
         return master, "client"
-    if not launched_by_spark_submit():
+    conf = spark_submit_conf()
+    if conf is None:
         return DEFAULT_MASTER, "client"
-    SparkContext._ensure_initialized()  # noqa: SLF001 (connects to spark-submit's JVM)
-    conf = SparkConf()
     return conf.get("spark.master", DEFAULT_MASTER), conf.get("spark.submit.deployMode", "client")
+
+
+def spark_submit_conf() -> SparkConf | None:
+    """What spark-submit configured, read from its JVM (already running; no context is started), or
+    None when spark-submit did not start this process."""
+    if not launched_by_spark_submit():
+        return None
+    SparkContext._ensure_initialized()  # noqa: SLF001 (connects to spark-submit's JVM)
+    return SparkConf()
 
 
 def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
@@ -61,20 +69,14 @@ def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str
         builder = builder.master(master)
     elif not launched_by_spark_submit():
         builder = builder.master(DEFAULT_MASTER)
-    if not _configured_by_spark_submit(PROGRESS_BAR):
+    submitted = spark_submit_conf()
+    if submitted is None or not submitted.contains(PROGRESS_BAR):
         # Spark draws its stage progress bar with carriage returns: a console shows it, a log file
         # or a pipe would keep every frame.
         builder = builder.config(PROGRESS_BAR, str(sys.stderr.isatty()).lower())
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
-
-
-def _configured_by_spark_submit(key: str) -> bool:
-    if not launched_by_spark_submit():
-        return False
-    SparkContext._ensure_initialized()  # noqa: SLF001 (connects to spark-submit's JVM)
-    return SparkConf().contains(key)
 
 
 def quiet_log_configuration() -> str:

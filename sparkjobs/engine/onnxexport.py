@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from torchonspark.datasets import fs
-from torchonspark.datasets.loader import ShardedLoader
-from torchonspark.datasets.transforms import EvalTransform
 from torchonspark.sparkjobs.engine.export import MAX_EXPORT_BATCH, load_model_folder
+from torchonspark.sparkjobs.engine.scoring import shard_batches
 
 ONNX_FILE = "model.onnx"
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -60,17 +59,15 @@ def check_onnx(folder: fs.Location, split_data: fs.Location, batch_size: int = 6
     how many images get the same top-1 class, and the largest difference of a logit."""
     import onnxruntime
 
-    torch.set_num_threads(threads)
-    net, netdef, _ = load_model_folder(folder)
+    net, batches = shard_batches(folder, split_data, 0, 1, batch_size, threads)  # evaluate's own reading of a split
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(folder.join(ONNX_FILE).read_bytes(), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    loader = ShardedLoader(split_data, 0, 1, batch_size, EvalTransform(netdef.input_size), train=False, decode_threads=threads)
     images = torch_hits = onnx_hits = same = 0
     largest = 0.0
     with torch.no_grad():
-        for batch, labels in loader:
+        for batch, labels, _ in batches:
             ours = net(batch).numpy()
             theirs = session.run(None, {name: batch.numpy()})[0]
             labels = labels.numpy()
