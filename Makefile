@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MINICLUSTER := tests/minicluster
 MINICLUSTER_STAMP := $(MINICLUSTER)/target/classpath.args
 
-.PHONY: demo test test-slow dist venv check-java constraints clean bench-deps minicluster minicluster-jar
+.PHONY: demo test test-slow dist venv check-java constraints clean bench-deps minicluster minicluster-jar gpu-check-data
 
 demo: check-java $(STAMP)
 	$(VENV)/bin/torchonspark demo demo-out --overwrite
@@ -41,6 +41,17 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 # Extra packages that only benchmarks/decode.py compares (not needed by the jobs or the tests).
 bench-deps: $(STAMP)
 	$(VPY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+
+# What benchmarks/gpu_check.sh reads on a GPU machine that has no Java: the digits (JPEGs and
+# Parquet) and 320 ImageNet-like photographs as Parquet, converted here (about 40 MB in all, small enough
+# to carry there).
+gpu-check-data: check-java $(STAMP)
+	rm -rf build/gpu-check && mkdir -p build/gpu-check
+	$(VENV)/bin/torchonspark make-digits build/gpu-check/digits
+	$(VENV)/bin/torchonspark convert build/gpu-check/digits build/gpu-check/digits-parquet
+	$(VPY) -c 'import sys; from pathlib import Path; sys.path.insert(0, "benchmarks"); from synthetic_imagenet import make_tree; make_tree(Path("build/gpu-check/imagenet"), 320)'
+	$(VENV)/bin/torchonspark convert build/gpu-check/imagenet build/gpu-check/imagenet-parquet
+	rm -rf build/gpu-check/imagenet
 
 # A Hadoop mini cluster on this machine (tests/minicluster/: HDFS with 2 DataNodes and YARN with 2
 # NodeManagers offering yarn.io/gpu, in one JVM), to try the YARN path: it writes the client

@@ -102,3 +102,17 @@ class ShortcutBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
         return self.join(identity, self.main(x))
+
+
+def zero_init_residual(net: nn.Module) -> int:
+    """Start every residual block as the identity: the BatchNorm that ends each main branch scales by
+    zero (Goyal et al. 2017, section 5.1; torchvision's ``zero_init_residual``), which large-batch
+    training needs in its first iterations. A branch that ends in a ReLU (the seed's inception
+    trick) is left as it is: a ReLU of exactly zero passes no gradient, so that BatchNorm would
+    never learn. Returns how many blocks it changed."""
+    changed = 0
+    for block in net.modules():
+        if isinstance(block, ShortcutBlock) and type(block.main[-1]) is ConvBN:
+            nn.init.zeros_(block.main[-1].bn.weight)
+            changed += 1
+    return changed

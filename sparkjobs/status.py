@@ -58,6 +58,8 @@ class RunStatus:
     restarts: int = 0  # the driver's relaunches
     last_restart: dict[str, Any] | None = None  # its metrics.jsonl record: cause, iteration resumed from...
     resumes: int = 0  # starts by hand (--resume)
+    replacing: str | None = None  # a live `train --overwrite`: the folder it trains in, published as RUN at its end
+    replaces: str | None = None  # then: the old run, which RUN still is until then, in one line
 
     @property
     def epochs(self) -> float | None:
@@ -65,7 +67,35 @@ class RunStatus:
 
 
 def read_status(root: fs.Location) -> RunStatus:
-    """The run at ``root`` as it is now; a ValueError if there is no run folder there."""
+    """The run at ``root`` as it is now; a ValueError if there is no run folder there. While a live
+    ``train --overwrite`` replaces it, the replacement's status, with the old run in one line."""
+    replacement = _live_replacement(root)
+    if replacement is None:
+        return _read_run(root, root)
+    status = _read_run(replacement, root)
+    status.run, status.replacing = root.url, replacement.url
+    try:
+        status.replaces = _one_line(_read_run(root, None))
+    except ValueError:  # --overwrite replaces whatever folder was there
+        status.replaces = "not a run folder"
+    return status
+
+
+def _live_replacement(root: fs.Location) -> fs.Location | None:
+    """The folder where a running ``train --overwrite`` trains the run that will replace ``root``,
+    or None. A replacement whose job is gone is not shown: nothing resumes it (a new --overwrite
+    starts it afresh)."""
+    replacement = RunFolder.replacement_of(root)
+    if not RunFolder(replacement).job.exists():
+        return None
+    holder = OutputLock(root, "RUN").holder_now()  # the job holds the lock of the run it replaces
+    if holder is None or holder.is_gone() is True:
+        return None
+    return replacement
+
+
+def _read_run(root: fs.Location, output: fs.Location | None) -> RunStatus:
+    """The run in the folder ``root``; whether it runs, from the lock of ``output`` (None: not asked)."""
     run = RunFolder(root)
     if not root.is_dir():
         raise ValueError(f"{root.url}: no run folder there")
@@ -93,7 +123,7 @@ def read_status(root: fs.Location) -> RunStatus:
     if job is not None:
         restarted = {record["iteration"] for record in restarts}
         status.resumes = len([start for start in job.get("starts", [])[1:] if start["iteration"] not in restarted])
-    holder = OutputLock(root, "RUN").holder_now()
+    holder = OutputLock(output, "RUN").holder_now() if output is not None else None
     if holder is not None:
         status.holder, status.holder_alive = asdict(holder), _alive(holder)
     if summary is not None and summary.get("iterations", 0) >= status.iteration:
@@ -142,9 +172,20 @@ def _pace(recent: Sequence[dict[str, Any]], world_size: int | None, job: dict[st
     return None
 
 
+def _one_line(status: RunStatus) -> str:
+    """A run in one line: state, model, iteration, its last top-1 and top-5."""
+    text = status.state + (f", {status.model['name']}" if status.model else "") + f", iteration {status.iteration}"
+    if status.val_iteration is not None:
+        text += f", val top-1 {status.val_top1:.4f}, top-5 {_number(status.val_top5)}"
+    return text
+
+
 def status_lines(status: RunStatus) -> list[str]:
     """The status in a few lines, for a person."""
     lines = _state_lines(status)
+    if status.replacing is not None:
+        lines.append(f"a replacement (train --overwrite) in {status.replacing}: it replaces the old run when it finishes; "
+                     f"the old run: {status.replaces}")
     if status.model is not None:
         workers = (f" on {status.world_size} {status.device or ''} worker(s) x {status.recipe['batch_size']} images"
                    if status.world_size and status.recipe else "")

@@ -23,7 +23,7 @@ from torchonspark.netdefs import count_complexity, load_model
 from torchonspark.netdefs.netdef import netdef_from_dict
 from torchonspark.sparkjobs import report, status
 from torchonspark.sparkjobs.engine.plots import interruptions, lr_drops, run_title, thin
-from torchonspark.sparkjobs.engine.recipe import learning_rate, load_recipe
+from torchonspark.sparkjobs.engine.recipe import load_recipe, schedule
 from torchonspark.sparkjobs.engine.runfolder import CHECKPOINT, PLOT_FILES, PLOTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -187,6 +187,35 @@ def test_a_live_run_has_an_eta_at_its_recent_pace_and_watch_ends_when_it_stops(i
 
 
 @pytest.mark.e2e
+def test_during_an_overwrite_status_shows_the_live_replacement_and_the_old_run_in_one_line(interrupted, finished, tmp_path,
+                                                                                          capsys):
+    from torchonspark.sparkjobs.engine.job import TrainJob
+
+    data, recipe, killed = interrupted
+    old, _, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(old, run)  # the finished run that `train --overwrite` replaces...
+    replacing = TrainJob(load_recipe(str(recipe)), fs.resolve(str(data)), [], fs.resolve(str(run)), overwrite=True).run_folder()
+    shutil.copytree(killed, replacing.root.path)  # ...with the new run half-way, where the job trains it
+    old_summary = json.loads((run / "summary.json").read_text())
+    with OutputLock(fs.resolve(str(run)), "test"):  # held by this process, as the job holds it: a live replacement
+        state = json.loads(status_of(run, capsys, "--json"))
+        text = status_of(run, capsys)
+    assert (state["run"], state["replacing"], state["state"], state["finished"]) == (str(run), replacing.root.url, "running", False)
+    assert state["holder"]["pid"] == os.getpid()
+    assert (state["iteration"], state["max_iter"]) == (max(r["iteration"] for r in metrics(killed)), 400)
+    assert state["checkpoints"] == [path.name for path in checkpoints(killed)] and state["eta_seconds"] is not None
+    assert state["replaces"] == (f"finished, tiny, iteration {old_summary['iterations']}, val top-1 "
+                                 f"{old_summary['val_top1']:.4f}, top-5 {old_summary['val_top5']:.4f}")
+    assert text.startswith(f"{run}: running")
+    assert f"a replacement (train --overwrite) in {replacing.root.url}: it replaces the old run when it finishes; " \
+           f"the old run: {state['replaces']}" in text
+    assert f"iteration {state['iteration']} of 400" in text
+    after = json.loads(status_of(run, capsys, "--json"))  # its job gone, the replacement is left out: RUN is the old run
+    assert (after["state"], after["replacing"], after["iteration"]) == ("finished", None, old_summary["iterations"])
+
+
+@pytest.mark.e2e
 def test_ctrl_c_ends_a_watch_quietly_with_status_130(interrupted, tmp_path):
     _, _, killed = interrupted
     run = tmp_path / "run"
@@ -236,10 +265,11 @@ def test_the_seeds_run_is_described_titled_and_its_rate_drops_marked_as_its_tabl
     job = {"model": recipe.model.to_dict(), "recipe": recipe.to_dict(), "world_size": 16, "max_iter": recipe.max_iter}
     assert run_title(job) == ("resnet_50 (bottleneck, 3 4 6 3, 256)\n"
                               "SGD lr 0.1, ÷10 at 150k 300k 450k; 16 × 16 images per step; 600k iterations")
-    drops = lr_drops(job["recipe"], recipe.max_iter)
+    drops = lr_drops(job, recipe.max_iter)
     assert [step for step, _ in drops] == list(recipe.stepvalue)
-    assert all(rate == pytest.approx(learning_rate(recipe, step, recipe.max_iter)) for step, rate in drops)
-    assert lr_drops({**job["recipe"], "lr_policy": "cosine"}, recipe.max_iter) == []
+    rates = schedule(recipe, 16, 5000)
+    assert all(rate == pytest.approx(rates.rate(step)) for step, rate in drops)
+    assert lr_drops({**job, "recipe": {**job["recipe"], "lr_policy": "cosine"}}, recipe.max_iter) == []
 
 
 def test_restarts_and_resumes_are_told_apart():

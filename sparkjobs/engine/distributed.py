@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.nn.parallel import DistributedDataParallel
 
 PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
 
@@ -56,6 +59,40 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
         torch.cuda.set_device(device)
     dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     return dist.get_rank(), dist.get_world_size()
+
+
+# Gradient compression on the wire: DDP's own communication hooks cast each bucket to 16 bits before
+# the all-reduce and back after it, halving the bytes a step moves. Both dtypes all-reduce on NCCL and
+# on gloo (checked on gloo with torch 2.14); bf16 keeps fp32's range, fp16 more mantissa.
+COMPRESSION_HOOKS = {"none": None, "bf16": default_hooks.bf16_compress_hook, "fp16": default_hooks.fp16_compress_hook}
+
+
+@dataclass(frozen=True)
+class DdpOptions:
+    """How DDP moves gradients: the knobs that matter on an Ethernet cluster."""
+
+    compression: str = "none"  # a COMPRESSION_HOOKS key
+    bucket_cap_mb: float = 25.0  # DDP's default; larger buckets mean fewer, longer all-reduces
+    gradient_as_bucket_view: bool = False  # gradients live in the buckets: one copy less, less memory
+    static_graph: bool = False  # the same parameters take part in every step (true of every netdef ResNet)
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSION_HOOKS:
+            raise ValueError(f"gradient_compression must be one of {', '.join(COMPRESSION_HOOKS)}; got {self.compression!r}")
+        if not self.bucket_cap_mb > 0:
+            raise ValueError(f"bucket_cap_mb must be positive; got {self.bucket_cap_mb}")
+
+
+def wrap_ddp(net: nn.Module, device: torch.device, options: DdpOptions = DdpOptions()) -> DistributedDataParallel:
+    """``net`` in DDP as ``options`` say, its compression hook (if any) installed."""
+    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                    bucket_cap_mb=options.bucket_cap_mb,
+                                    gradient_as_bucket_view=options.gradient_as_bucket_view,
+                                    static_graph=options.static_graph)
+    hook = COMPRESSION_HOOKS[options.compression]
+    if hook is not None:
+        model.register_comm_hook(None, hook)  # None: the default process group
+    return model
 
 
 def autocast(device: torch.device, mixed_precision: bool = True) -> AbstractContextManager:

@@ -18,10 +18,11 @@ from typing import Any
 
 from torchonspark.datasets import fs
 from torchonspark.datasets.loader import list_row_groups
-from torchonspark.netdefs import NetDef
+from torchonspark.netdefs import NetDef, load_model
 from torchonspark.sparkjobs.commandline import OneLineErrorParser, PrintAndExit
 from torchonspark.sparkjobs.engine.recipe import Recipe, describe_recipes, load_recipe
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
+from torchonspark.sparkjobs.engine.tracking import TrackingTarget, tracking_target
 
 DATA_PARTS = ("train", "val", "labels.json")  # what `torchonspark convert` writes and training reads
 
@@ -36,6 +37,8 @@ OVERRIDES = (
     ("--display", "display", int),
     ("--snapshot", "snapshot", int),
     ("--snapshot-minutes", "snapshot_minutes", float),
+    ("--gradient-compression", "gradient_compression", str),
+    ("--bucket-cap-mb", "bucket_cap_mb", float),
 )
 
 
@@ -53,6 +56,7 @@ class TrainJob:
     overwrite: bool = False  # replace an existing run folder once this run has finished
     weights: fs.Location | None = None  # initial weights (a state dict file, or an exported model folder)
     tensorboard: bool = True  # rank 0 writes TensorBoard event files in RUN/tb
+    mlflow: TrackingTarget | None = None  # rank 0 tracks the run in this MLflow store (train --mlflow)
 
     @property
     def netdef(self) -> NetDef:
@@ -62,7 +66,7 @@ class TrainJob:
         """Where this run writes. Replacing an existing run, it trains beside it and is published over
         it at the end (RunFolder.publish): the old run stays whole until the new one is."""
         if self.overwrite and self.output.exists():
-            return RunFolder(self.output.parent().join(f".{self.output.name}.replacing"), publish_to=self.output)
+            return RunFolder(RunFolder.replacement_of(self.output), publish_to=self.output)
         return RunFolder(self.output)
 
     def replace(self, **changes: Any) -> TrainJob:
@@ -85,10 +89,13 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder (once the new run has finished)")
     parser.add_argument("--weights", help="start from these weights (a .pt state dict or an exported model folder)")
+    parser.add_argument("--model", help="train this network instead of the recipe's (a conf/models name or a netdef file)")
     for flag, key, kind in OVERRIDES:
         parser.add_argument(flag, type=kind, dest=key, help=f"override the recipe's {key}")
     parser.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
                         help="write no TensorBoard event files (RUN/tb/)")
+    parser.add_argument("--mlflow", action="store_true",
+                        help="track the run in MLflow: MLFLOW_TRACKING_URI, or else RUN's parent folder/mlflow.db (the mlflow extra)")
     parser.add_argument("--take-over-lock", action="store_true",
                         help="take the run folder's lock from a job that is gone (the refusal names it)")
     if spark:
@@ -156,10 +163,16 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
     if threads < 1:
         raise ValueError(f"threads must be at least 1; got {threads}")
     recipe = load_recipe(args.recipe).replace(**{key: getattr(args, key) for _, key, _ in OVERRIDES})
+    if args.model:
+        try:
+            recipe = recipe.replace(model=load_model(args.model))
+        except ValueError as error:
+            raise ValueError(f"--model: {error}") from None
     data = fs.resolve(args.data)
     labels = read_dataset_labels(data)
     check_dataset(data, labels, getattr(args, "workers", None) or int(os.environ.get("WORLD_SIZE", "1")))
     output = fs.resolve(args.output)
+    mlflow = tracking_target(output) if args.mlflow else None
     if check_output_folder:
         check_output(RunFolder(output), args.resume, args.overwrite, args.weights)
     weights = fs.resolve(args.weights) if args.weights else None
@@ -176,4 +189,5 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
         overwrite=args.overwrite,
         weights=weights,
         tensorboard=args.tensorboard,
+        mlflow=mlflow,
     )

@@ -54,7 +54,7 @@ def training_figure(records: Sequence[Record], job: Record | None) -> bytes:
     accuracy_axes.set_xlabel("iteration")
     accuracy_axes.xaxis.set_major_formatter(EngFormatter(sep=""))  # 150k, as the seed's tutorial wrote them
     max_iter = job.get("max_iter") if job else None
-    for step, rate_after in lr_drops(job["recipe"], max_iter) if job else []:
+    for step, rate_after in lr_drops(job, max_iter) if job else []:
         _mark(loss_axes, accuracy_axes, step, f"lr {rate_after:g}", "0.35", ":")
     for iteration, kind in interruptions(records, job.get("starts", []) if job else []):
         _mark(loss_axes, accuracy_axes, iteration, kind, "C3", "--")
@@ -103,7 +103,7 @@ def run_title(job: Record) -> str:
     """The model and the recipe in two lines, e.g. ``resnet_50 (bottleneck, 3 4 6 3, 256)`` over
     ``SGD lr 0.1, ÷10 at 150k 300k 450k; 16 × 16 images per step; 600k iterations``."""
     netdef = netdef_from_dict(job["model"], "job.json: model")
-    recipe = job["recipe"]
+    recipe = _resolved(job)
     schedule = recipe["lr_policy"]
     if schedule == "multistep" and recipe.get("stepvalue"):
         factor = f"÷{1 / recipe['gamma']:g}" if recipe["gamma"] < 1 else f"×{recipe['gamma']:g}"
@@ -115,8 +115,15 @@ def run_title(job: Record) -> str:
     return f"{netdef.name} ({netdef.description})\nSGD lr {recipe['base_lr']:g}, {schedule}{warmup}; {batch}{length}"
 
 
-def lr_drops(recipe: Record, max_iter: int | None) -> list[tuple[int, float]]:
+def _resolved(job: Record) -> Record:
+    """The recipe with the run's resolved schedule over it (job.json's ``schedule``: the rate at the
+    run's global batch, warm-up and steps in iterations), where the run recorded one."""
+    return {**job["recipe"], **job.get("schedule", {})}
+
+
+def lr_drops(job: Record, max_iter: int | None) -> list[tuple[int, float]]:
     """(iteration, rate from there on) of each multistep drop within the run."""
+    recipe = _resolved(job)
     if recipe.get("lr_policy") != "multistep":
         return []
     steps = [step for step in recipe.get("stepvalue", ()) if max_iter is None or step < max_iter]

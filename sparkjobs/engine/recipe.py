@@ -8,6 +8,12 @@ and names the key that is wrong. Command-line flags override file values (``Reci
 The ``model`` key (a ``conf/models`` name, a netdef file, or a netdef's keys inline) is resolved into
 a ``NetDef`` once, when the recipe is loaded; from then on the recipe carries the network itself,
 sized for ``crop_size``.
+
+Keys Caffe had no name for follow Goyal et al. 2017 ("Accurate, Large Minibatch SGD") and
+torchvision's reference scripts: ``base_lr_batch`` (linear scaling), ``warmup_epochs``,
+``stepvalue_epochs``, ``norm_weight_decay``/``bias_weight_decay`` (Caffe's ``decay_mult: 0`` on those
+layers' params), ``zero_init_residual``, DDP's ``gradient_compression``, ``bucket_cap_mb``,
+``gradient_as_bucket_view`` and ``static_graph``, and ``torch_compile``. A recipe and the number of workers give a run its ``Schedule``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from torchonspark.netdefs import NetDef, load_model
 from torchonspark.netdefs.config import dataclass_from_mapping, load_yaml
 from torchonspark.netdefs.netdef import netdef_from_dict
+from torchonspark.sparkjobs.engine.distributed import DdpOptions
 
 LR_POLICIES = ("multistep", "cosine", "fixed")
 
@@ -41,7 +48,18 @@ class Recipe:
     lr_policy: str = "multistep"
     stepvalue: tuple[int, ...] = ()  # multistep: iterations where the rate is multiplied by gamma
     gamma: float = 0.1
-    warmup_iters: int = 0  # linear warm-up from base_lr / 10
+    base_lr_batch: int = 0  # base_lr is the rate at this global batch, scaled linearly to the run's (0: as given)
+    warmup_iters: int = 0  # linear warm-up (from base_lr / 10, or from base_lr when it is scaled up)
+    warmup_epochs: float = 0  # the same in epochs (give at most one of the two)
+    stepvalue_epochs: tuple[float, ...] = ()  # multistep in epochs (instead of stepvalue)
+    norm_weight_decay: float | None = None  # weight decay of normalisation layers' params (None: weight_decay)
+    bias_weight_decay: float | None = None  # of the other layers' biases (None: weight_decay)
+    zero_init_residual: bool = False  # every residual block starts as the identity (Goyal et al.)
+    gradient_compression: str = "none"  # none, bf16 or fp16 gradients on the wire
+    bucket_cap_mb: float = 25.0
+    gradient_as_bucket_view: bool = False
+    static_graph: bool = False
+    torch_compile: bool = False  # the DDP model through torch.compile (minutes of compiling first)
     crop_size: int = 224
     scale_range: tuple[int, int] | None = None  # shorter side before the crop; default the seed's, scaled
     mirror: bool = True
@@ -76,6 +94,16 @@ class Recipe:
             raise ValueError(f"stepvalue must be increasing positive iterations; got {list(self.stepvalue)}")
         if self.lr_policy == "multistep" and not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
+        if self.warmup_iters and self.warmup_epochs:
+            raise ValueError("give at most one of warmup_iters and warmup_epochs")
+        if self.stepvalue and self.stepvalue_epochs:
+            raise ValueError("give at most one of stepvalue and stepvalue_epochs")
+        if list(self.stepvalue_epochs) != sorted(set(self.stepvalue_epochs)) or any(e <= 0 for e in self.stepvalue_epochs):
+            raise ValueError(f"stepvalue_epochs must be increasing positive epochs; got {list(self.stepvalue_epochs)}")
+        for key in ("base_lr_batch", "warmup_epochs", "norm_weight_decay", "bias_weight_decay"):
+            if (getattr(self, key) or 0) < 0:
+                raise ValueError(f"{key} must not be negative; got {getattr(self, key)}")
+        self.ddp_options()  # checks the DDP keys
         if self.scale_range is not None and not self.crop_size <= self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must satisfy crop_size <= low <= high; got {list(self.scale_range)}")
         if self.model.input_size != self.crop_size:
@@ -98,10 +126,15 @@ class Recipe:
             given.setdefault("max_iter", None)
         return dataclasses.replace(self, **given)
 
+    def ddp_options(self) -> DdpOptions:
+        return DdpOptions(compression=self.gradient_compression, bucket_cap_mb=self.bucket_cap_mb,
+                          gradient_as_bucket_view=self.gradient_as_bucket_view, static_graph=self.static_graph)
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["model"] = self.model.to_dict()
         data["stepvalue"] = list(self.stepvalue)
+        data["stepvalue_epochs"] = list(self.stepvalue_epochs)
         data["scale_range"] = list(self.scale_range) if self.scale_range is not None else None
         return data
 
@@ -115,7 +148,17 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "weight_decay": (int, float),
     "lr_policy": (str,),
     "gamma": (int, float),
+    "base_lr_batch": (int,),
     "warmup_iters": (int,),
+    "warmup_epochs": (int, float),
+    "norm_weight_decay": (int, float, type(None)),
+    "bias_weight_decay": (int, float, type(None)),
+    "zero_init_residual": (bool,),
+    "gradient_compression": (str,),
+    "bucket_cap_mb": (int, float),
+    "gradient_as_bucket_view": (bool,),
+    "static_graph": (bool,),
+    "torch_compile": (bool,),
     "crop_size": (int,),
     "mirror": (bool,),
     "test_interval": (int,),
@@ -136,6 +179,7 @@ def _check_types(recipe: Recipe) -> None:
     if not isinstance(recipe.model, NetDef):
         raise ValueError(f"model must be a model name, a netdef path, or a mapping of netdef keys; got {recipe.model!r}")
     object.__setattr__(recipe, "stepvalue", _int_tuple("stepvalue", recipe.stepvalue, None))
+    object.__setattr__(recipe, "stepvalue_epochs", _number_tuple("stepvalue_epochs", recipe.stepvalue_epochs))
     if recipe.scale_range is not None:
         object.__setattr__(recipe, "scale_range", _int_tuple("scale_range", recipe.scale_range, 2))
 
@@ -147,6 +191,14 @@ def _int_tuple(key: str, value: object, length: int | None) -> tuple[int, ...]:
         raise ValueError(f"{key} must be a list of integers; got {value!r}")
     if length is not None and len(value) != length:
         raise ValueError(f"{key} must have {length} integers; got {list(value)}")
+    return tuple(value)
+
+
+def _number_tuple(key: str, value: object) -> tuple[float, ...]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{key} must be a list of numbers; got {value!r}")
     return tuple(value)
 
 
@@ -205,26 +257,58 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 def describe_recipes() -> str:
     """One line per packaged recipe: its name, model, length and the first line of its comment."""
     lines = []
+    width = max(map(len, recipe_names()), default=0) + 2
     for name in recipe_names():
         path = recipes_dir() / f"{name}.yaml"
         recipe = load_recipe(path)
         length = f"{recipe.max_iter} iterations" if recipe.max_iter is not None else f"{recipe.epochs} epochs"
         comment = next((line.lstrip("# ").rstrip() for line in path.read_text().splitlines() if line.startswith("#")), "")
-        lines.append(f"{name:<20} {recipe.model.name:<12} {recipe.batch_size:>4}/worker  {length:<18} {comment}")
+        lines.append(f"{name:<{width}}{recipe.model.name:<12} {recipe.batch_size:>4}/worker  {length:<18} {comment}")
     return "\n".join(lines)
 
 
-def learning_rate(recipe: Recipe, iteration: int, max_iter: int) -> float:
-    """The rate for step ``iteration`` (0-based). A pure function of the iteration, so a resumed run
-    sets exactly the rate the uninterrupted one had; that is why it is written out rather than kept
-    as a torch scheduler's state."""
-    if iteration < recipe.warmup_iters:
-        start = recipe.base_lr / 10
-        return start + (recipe.base_lr - start) * iteration / recipe.warmup_iters
-    if recipe.lr_policy == "multistep":
-        return recipe.base_lr * recipe.gamma ** sum(iteration >= step for step in recipe.stepvalue)
-    if recipe.lr_policy == "cosine":
-        span = max(1, max_iter - recipe.warmup_iters)
-        progress = min(1.0, (iteration - recipe.warmup_iters) / span)
-        return recipe.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
-    return recipe.base_lr
+@dataclass(frozen=True)
+class Schedule:
+    """One run's learning rate, in iterations: the recipe's schedule resolved for the run's global
+    batch and epoch length. The rate is a pure function of the iteration, so a resumed run sets
+    exactly the rate the uninterrupted one had; that is why it is written out rather than kept as a
+    torch scheduler's state."""
+
+    base_lr: float  # at this run's global batch
+    warmup_start_lr: float
+    warmup_iters: int
+    lr_policy: str
+    stepvalue: tuple[int, ...]
+    gamma: float
+    max_iter: int
+
+    def rate(self, iteration: int) -> float:
+        """The rate for step ``iteration`` (0-based)."""
+        if iteration < self.warmup_iters:
+            return self.warmup_start_lr + (self.base_lr - self.warmup_start_lr) * iteration / self.warmup_iters
+        if self.lr_policy == "multistep":
+            return self.base_lr * self.gamma ** sum(iteration >= step for step in self.stepvalue)
+        if self.lr_policy == "cosine":
+            span = max(1, self.max_iter - self.warmup_iters)
+            progress = min(1.0, (iteration - self.warmup_iters) / span)
+            return self.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.base_lr
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "stepvalue": list(self.stepvalue)}
+
+
+def schedule(recipe: Recipe, world_size: int, per_epoch: int) -> Schedule:
+    """The recipe's schedule for ``world_size`` workers and ``per_epoch`` iterations an epoch. With
+    ``base_lr_batch``, the rate scales with the global batch and the warm-up climbs from the
+    reference batch's rate to the scaled one (Goyal et al.'s linear scaling and gradual warm-up);
+    otherwise it climbs from a tenth of base_lr."""
+    if recipe.base_lr_batch:
+        base_lr = recipe.base_lr * world_size * recipe.batch_size / recipe.base_lr_batch
+        start = min(recipe.base_lr, base_lr)
+    else:
+        base_lr, start = recipe.base_lr, recipe.base_lr / 10
+    warmup = recipe.warmup_iters or round(recipe.warmup_epochs * per_epoch)
+    steps = recipe.stepvalue or tuple(round(epoch * per_epoch) for epoch in recipe.stepvalue_epochs)
+    return Schedule(base_lr=base_lr, warmup_start_lr=start, warmup_iters=warmup, lr_policy=recipe.lr_policy,
+                    stepvalue=tuple(steps), gamma=recipe.gamma, max_iter=recipe.iterations(per_epoch))

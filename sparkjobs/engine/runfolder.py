@@ -9,6 +9,10 @@
     tb/                  TensorBoard event files, one or more per start of the run (see tensorboard.py)
     checkpoints/iter-00001000.pt ...   the last few, each written whole
     model/               the exported model (see export.py)
+    mlflow.json          the MLflow run this run logs to (train --mlflow; see tracking.py)
+
+A run that replaces an existing one (``--overwrite``) trains in ``.NAME.replacing`` beside it
+(``RunFolder.replacement_of``) and is renamed over it when it has finished.
 
 The names are defined here once; the drivers print them from here. Imports no Spark: the worker
 writes the folder under plain torchrun too.
@@ -49,6 +53,11 @@ class RunFolder:
         self.log = root.join(LOG)
         self.rank_logs = root.join(RANK_LOGS)
         self.tensorboard = root.join(TENSORBOARD)
+
+    @staticmethod
+    def replacement_of(output: fs.Location) -> fs.Location:
+        """Where a run that replaces ``output`` trains until it has finished (a hidden sibling)."""
+        return output.parent().join(f".{output.name}.replacing")
 
     @property
     def final(self) -> fs.Location:

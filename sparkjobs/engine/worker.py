@@ -32,20 +32,22 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform, TrainTransform
 from torchonspark.netdefs import count_complexity
+from torchonspark.netdefs.legos import zero_init_residual
 from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
-from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step
+from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step, wrap_ddp
 from torchonspark.sparkjobs.engine.export import MODEL_FILES, export_model
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.keptlines import KeptLines
-from torchonspark.sparkjobs.engine.recipe import learning_rate
+from torchonspark.sparkjobs.engine.optimizer import sgd
+from torchonspark.sparkjobs.engine.recipe import schedule
 from torchonspark.sparkjobs.engine.scoring import count_hits
 from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, TrainingStopped, stop_line
 from torchonspark.sparkjobs.engine.tensorboard import TrainingBoard, run_hparams
+from torchonspark.sparkjobs.engine.tracking import RunTracker, run_params
 
 
 def train_worker(job: TrainJob) -> dict[str, Any] | None:
@@ -82,6 +84,7 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
         finally:
             if trainer is not None:
                 trainer.close_board()
+                trainer.close_tracker()
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -238,19 +241,22 @@ class Trainer:
         self.val_loader = ShardedLoader(job.data.join("val"), rank, world_size, self.recipe.batch_size,
                                         EvalTransform(self.recipe.crop_size), train=False, decode_threads=job.threads)
         self.per_epoch = len(self.train_loader)
-        self.max_iter = self.recipe.iterations(self.per_epoch)
+        self.schedule = schedule(self.recipe, world_size, self.per_epoch)
+        self.max_iter = self.schedule.max_iter
         self.net = self._build_net()
-        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=self.recipe.base_lr, momentum=self.recipe.momentum,
-                                         weight_decay=self.recipe.weight_decay)
+        self.optimizer = sgd(self.net, self.recipe)
         self.iteration = self._resume() if job.resume else 0
         self.first_iteration = self.iteration
-        self.model = DistributedDataParallel(self.net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.model = wrap_ddp(self.net, device, self.recipe.ddp_options())
+        if self.recipe.torch_compile:  # validation and checkpoints use self.net, which stays eager
+            self.model = torch.compile(self.model)
         self.losses = LossMeter(device)
         self.last_validation: tuple[float, float] | None = None
         self.validated_at: int | None = None
         self.last_finite_loss: tuple[int, float] | None = None
         self.checkpointed_at = time.monotonic()
         self.board: TrainingBoard | None = None  # rank 0's TensorBoard writer, from the start of train()
+        self.tracker: RunTracker | None = None  # rank 0's MLflow run (train --mlflow), from the start of train()
 
     def say(self, line: str) -> None:
         """Rank 0's line for a person: on the console and in the run's train.log (lines said before
@@ -266,6 +272,8 @@ class Trainer:
     def _build_net(self) -> torch.nn.Module:
         torch.manual_seed(self.recipe.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
         net = self.job.netdef.build()
+        if self.recipe.zero_init_residual:
+            zero_init_residual(net)
         torch.manual_seed(self.recipe.seed + self.rank)  # but each rank its own dropout masks
         if self.job.weights is not None and not self.job.resume:
             kept_new = load_initial_weights(net, self.job.weights)
@@ -306,10 +314,12 @@ class Trainer:
             self.run.create(fresh=not self.job.resume)
             self.run.keep_metrics_through(self.iteration)  # what a failed attempt wrote after it, if anything
             self.run.record_start(self.iteration, {"model": self.job.netdef.to_dict(), "recipe": self.recipe.to_dict(),
-                                                   "max_iter": self.max_iter, "per_epoch": self.per_epoch,
+                                                   "schedule": self.schedule.to_dict(), "max_iter": self.max_iter, "per_epoch": self.per_epoch,
                                                    "world_size": self.world_size, "device": self.device.type})
             if self.job.tensorboard:
                 self.open_board()
+            if self.job.mlflow is not None:
+                self.open_tracker()
         self.say(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
                  f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images")
         if self.iteration >= self.max_iter:  # a finished run whose export failed: its validation is on record
@@ -344,12 +354,26 @@ class Trainer:
         except OSError as error:
             print(f"rank 0: could not keep the TensorBoard events in {board.folder.url}: {error}", file=sys.stderr, flush=True)
 
+    def open_tracker(self) -> None:
+        """Rank 0's MLflow run for this start (a resumed start continues the run's own), which logs
+        first what the run trains: the recipe's and the netdef's values."""
+        self.tracker = RunTracker(self.job.mlflow, self.run.root, self.run.append_log)
+        self.tracker.start(self.job.output.name, run_params(self.recipe, self.max_iter, self.world_size, self.device.type),
+                           {"torchonspark.run_folder": self.run.final.url, "torchonspark.model": self.job.netdef.name},
+                           resumed=self.iteration > 0)
+
+    def close_tracker(self, finished: bool = False) -> None:
+        """End the MLflow run (rank 0; once): it never fails the training, it warns."""
+        tracker, self.tracker = self.tracker, None
+        if tracker is not None:
+            tracker.end(finished)
+
     def train_one_epoch(self) -> None:
         """The rest of the current epoch (from where a resumed run left it), or up to the budget."""
         epoch, offset = divmod(self.iteration, self.per_epoch)
         self.train_loader.set_epoch(epoch, offset)
         for images, targets in self.train_loader:
-            lr = learning_rate(self.recipe, self.iteration, self.max_iter)
+            lr = self.schedule.rate(self.iteration)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.losses.add(train_step(self.model, self.optimizer, images, targets, self.device))
@@ -397,6 +421,8 @@ class Trainer:
                                  "images_per_sec": speed, "elapsed": self.clock.wall_seconds(), "time": time.time()})
         if self.board is not None:
             self.board.display(self.iteration, mean_loss, lr, speed)
+        if self.tracker is not None:
+            self.tracker.log_metrics({"loss": mean_loss, "lr": lr, "images_per_sec": speed}, self.iteration)
         eta = (self.max_iter - self.iteration) * seconds / max(steps, 1)
         top = f"  val top-1 {self.last_validation[0]:.4f}" if self.last_validation else ""
         self.say(f"iter {self.iteration}/{self.max_iter}  epoch {epoch}  loss {mean_loss:.4f}  lr {lr:.4g}  "
@@ -443,6 +469,8 @@ class Trainer:
             if self.board is not None:
                 self.board.validation(self.iteration, top1 / images, top5 / images)
                 self.board.sync()
+            if self.tracker is not None:
+                self.tracker.log_metrics({"val_top1": top1 / images, "val_top5": top5 / images}, self.iteration)
         return self.last_validation
 
     def save_checkpoint(self) -> None:
@@ -489,4 +517,7 @@ class Trainer:
         self.say(f"done: val top-1 {top1:.4f}, top-5 {top5:.4f}; model in {self.run.final.join('model').url}")
         self.close_board(finished=True)
         self.run.publish()
+        if self.tracker is not None:  # from where the model now is: a replacement's folder was renamed
+            self.tracker.log_model(self.run.final.join("model"))
+            self.close_tracker(finished=True)
         return summary
