@@ -100,7 +100,7 @@ def test_the_large_batch_recipe_scales_the_rate_with_the_global_batch_and_counts
 
 def test_flags_choose_the_compression_and_a_recipe_without_the_new_keys_keeps_todays_ddp(tmp_path):
     plain = load_recipe(write(tmp_path))
-    assert plain.ddp_options().compression == "none" and plain.ddp_options().bucket_cap_mb == 25
+    assert plain.ddp_options().compression == "none" and plain.ddp_options().bucket_cap_mb is None  # DDP's own buckets
     assert not plain.ddp_options().static_graph and not plain.ddp_options().gradient_as_bucket_view
     assert plain.replace(gradient_compression="bf16").ddp_options().compression == "bf16"
 

@@ -72,14 +72,16 @@ class DdpOptions:
     """How DDP moves gradients: the knobs that matter on an Ethernet cluster."""
 
     compression: str = "none"  # a COMPRESSION_HOOKS key
-    bucket_cap_mb: float = 25.0  # DDP's default; larger buckets mean fewer, longer all-reduces
+    # None: DDP's own layout, a 1 MB first bucket (its all-reduce starts early in backward) then 25 MB
+    # ones; a number (even 25) makes every bucket that size. Larger buckets: fewer, longer all-reduces.
+    bucket_cap_mb: float | None = None
     gradient_as_bucket_view: bool = False  # gradients live in the buckets: one copy less, less memory
     static_graph: bool = False  # the same parameters take part in every step (true of every netdef ResNet)
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSION_HOOKS:
             raise ValueError(f"gradient_compression must be one of {', '.join(COMPRESSION_HOOKS)}; got {self.compression!r}")
-        if not self.bucket_cap_mb > 0:
+        if self.bucket_cap_mb is not None and not self.bucket_cap_mb > 0:
             raise ValueError(f"bucket_cap_mb must be positive; got {self.bucket_cap_mb}")
 
 

@@ -56,7 +56,7 @@ class Recipe:
     bias_weight_decay: float | None = None  # of the other layers' biases (None: weight_decay)
     zero_init_residual: bool = False  # every residual block starts as the identity (Goyal et al.)
     gradient_compression: str = "none"  # none, bf16 or fp16 gradients on the wire
-    bucket_cap_mb: float = 25.0
+    bucket_cap_mb: float | None = None  # DDP's bucket size (None: its own, 1 MB first, then 25 MB)
     gradient_as_bucket_view: bool = False
     static_graph: bool = False
     torch_compile: bool = False  # the DDP model through torch.compile (minutes of compiling first)
@@ -155,7 +155,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "bias_weight_decay": (int, float, type(None)),
     "zero_init_residual": (bool,),
     "gradient_compression": (str,),
-    "bucket_cap_mb": (int, float),
+    "bucket_cap_mb": (int, float, type(None)),
     "gradient_as_bucket_view": (bool,),
     "static_graph": (bool,),
     "torch_compile": (bool,),
