@@ -6,6 +6,7 @@ YARN that is an application that never finishes.)"""
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,17 +48,24 @@ def job_outcomes(digits_parquet, tmp_path_factory):
     not_weights = tmp_path / "not-weights.pt"
     not_weights.write_bytes(b"not a torch file")
     run = tmp_path / "run"
-    outcomes = {
-        "make_digits": spark_submit("make_digits.py", str(tmp_path / "digits"), "--size", "16"),
-        "train": spark_submit("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"),
-        "train, a worker failing": spark_submit("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output",
-                                                str(tmp_path / "failed"), "--workers", "2", "--weights", str(not_weights)),
-        "evaluate": spark_submit("evaluate.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "e.json")),
-        "features": spark_submit("features.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "f")),
-        "doctor": spark_submit("doctor.py", "--workers", "2"),
-        "convert, a usage error": spark_submit("convert_imagenet.py", str(tmp_path / "digits"), str(data)),
-        "pack_env, a usage error": spark_submit("pack_env.py", str(tmp_path / "env.zip")),
+    trainings = {  # one after another: evaluate and features read what train wrote
+        "train": ("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"),
+        "evaluate": ("evaluate.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "e.json")),
+        "features": ("features.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "f")),
+        "train, a worker failing": ("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output",
+                                    str(tmp_path / "failed"), "--workers", "2", "--weights", str(not_weights)),
     }
+    others = {  # beside them: mostly a JVM's start-up, which the second core takes
+        "make_digits": ("make_digits.py", str(tmp_path / "digits"), "--size", "16"),
+        "doctor": ("doctor.py", "--workers", "2"),
+        "pack_env, a usage error": ("pack_env.py", str(tmp_path / "env.zip")),
+    }
+    with ThreadPoolExecutor(2) as pool:
+        in_turn = [pool.submit(lambda jobs=jobs: {name: spark_submit(*argv) for name, argv in jobs.items()})
+                   for jobs in (trainings, others)]
+        outcomes = {name: result for turn in in_turn for name, result in turn.result().items()}
+    # after make_digits has written the tree it converts
+    outcomes["convert, a usage error"] = spark_submit("convert_imagenet.py", str(tmp_path / "digits"), str(data))
     return outcomes, tmp_path
 
 

@@ -12,21 +12,10 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
+from short_recipes import LOGGED as RECIPE
+
 from torchonspark.datasets import fs
 from torchonspark.sparkjobs.engine.tensorboard import LAYERS, SCALARS, TrainingBoard
-
-RECIPE = """model: {name: tiny, main_branch: normal, num_output_stage1: 16, blocks: [1, 1, 1, 1], fc_layers: false}
-batch_size: 16
-base_lr: 0.05
-max_iter: 10
-crop_size: 32
-scale_range: [32, 40]
-mirror: false
-display: 2
-test_interval: 5
-snapshot: 5
-seed: 5
-"""
 
 
 def run_worker(*argv):

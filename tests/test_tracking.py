@@ -15,21 +15,11 @@ import pyarrow.fs as pafs
 import pytest
 from mlflow import MlflowClient
 
+from short_recipes import LOGGED as RECIPE
+
 from torchonspark.datasets import fs
 from torchonspark.sparkjobs.engine import tracking
 
-RECIPE = """model: {name: tiny, main_branch: normal, num_output_stage1: 16, blocks: [1, 1, 1, 1], fc_layers: false}
-batch_size: 16
-base_lr: 0.05
-max_iter: 10
-crop_size: 32
-scale_range: [32, 40]
-mirror: false
-display: 2
-test_interval: 5
-snapshot: 5
-seed: 5
-"""
 WARNING = "mlflow: tracking in "
 
 
