@@ -5,8 +5,9 @@
 #      evaluated there: `torchonspark predict` over the val JPEGs, no Spark;
 #   2. benchmarks/gpu_train_step.py: the worker's ResNet-50 step at the large-batch recipe's batch,
 #      eager and compiled, and the loader's rate per core.
-# It reads build/gpu-check/ (make gpu-check-data, here; carried there) and writes its figures to
-# $OUT (or build/gpu-check/out). `benchmarks/gpu_check.sh --smoke` runs the same steps on this CPU,
+# It reads build/gpu-check/ (make gpu-check-data, here, about 35 MB; carry build/gpu-check/digits,
+# build/gpu-check/digits-parquet and build/gpu-check/imagenet-parquet there) and writes its figures
+# to $OUT (or build/gpu-check/out). `benchmarks/gpu_check.sh --smoke` runs the same steps on this CPU,
 # tiny, as a check that the script itself works.
 set -euo pipefail
 DATA=build/gpu-check
