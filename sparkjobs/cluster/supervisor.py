@@ -14,7 +14,8 @@ workers copy into summary.json.
 
 A watchdog thread reads the progress the workers already write (metrics.jsonl) and cancels the barrier
 stage (its Spark job group) when none comes for ``stall_timeout_s``: a stopped or hung worker is then
-handled as a lost one, instead of waiting for torch's 30-minute collective timeout.
+handled as a lost one, instead of waiting for torch's 30-minute collective timeout. A stage that fails
+after its workers finished the run (model exported, summary written) is not relaunched: the run is whole.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pyspark.sql import SparkSession
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch
 from torchonspark.sparkjobs.cluster.preflight import registered_executor_cores
 from torchonspark.sparkjobs.engine.checkpoint import newest_loadable
+from torchonspark.sparkjobs.engine.export import MODEL_FILES
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
@@ -70,6 +72,10 @@ class Supervisor:
                     failure.cause = (f"no progress for {stall.seconds:.0f} s after iteration {stall.iteration} "
                                      f"(a stalled worker); the stage was cancelled")
                 run = job.run_folder()
+                summary = finished_summary(run) if failure.stop is None else None  # a stop says why itself
+                if summary is not None:  # lost in its last moments: the run is whole, a relaunch would be refused
+                    _log(run, f"{failure.cause}, after the run had finished: nothing to relaunch")
+                    return summary
                 resume_from, saved_at = self._resumable(run)
                 signature = (failure.cause, resume_from)
                 if failure.stop is not None or len(self.restarts) >= self.max_restarts or signature == previous:
@@ -164,6 +170,22 @@ class Supervisor:
         run.discard()  # an unfinished replacement of an existing run (--overwrite)
         if started_fresh and not run.checkpoint_paths() and run.root.exists():
             run.root.fs.delete_dir(run.root.path)  # a failed start leaves no run folder behind to block a re-run
+
+
+def finished_summary(run: RunFolder) -> dict[str, Any] | None:
+    """The summary of a run its workers finished (model exported, summary.json written for the length
+    this start trains to) although the stage then failed: a worker stopped or lost in the run's last
+    moments. None for a run that is not whole. A replacement (--overwrite) is published here."""
+    try:
+        summary, started = run.read_summary(), run.read_job()
+    except (OSError, ValueError):  # the storage that failed, or a file cut short
+        return None
+    if summary is None or started is None or summary.get("iterations", 0) < started.get("max_iter", float("inf")):
+        return None
+    if not all(run.model.join(name).exists() for name in MODEL_FILES):
+        return None
+    run.publish()
+    return summary
 
 
 def _log(run: RunFolder, text: str) -> None:
