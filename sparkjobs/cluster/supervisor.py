@@ -31,7 +31,7 @@ from pyspark.sql import SparkSession
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch
 from torchonspark.sparkjobs.cluster.preflight import registered_executor_cores
 from torchonspark.sparkjobs.engine.checkpoint import newest_loadable
-from torchonspark.sparkjobs.engine.export import MODEL_FILES
+from torchonspark.sparkjobs.engine.export import is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 
@@ -182,7 +182,7 @@ def finished_summary(run: RunFolder) -> dict[str, Any] | None:
         return None
     if summary is None or started is None or summary.get("iterations", 0) < started.get("max_iter", float("inf")):
         return None
-    if not all(run.model.join(name).exists() for name in MODEL_FILES):
+    if not is_exported(run.model):
         return None
     run.publish()
     return summary

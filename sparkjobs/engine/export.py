@@ -148,6 +148,11 @@ def _saved_program(program: torch.export.ExportedProgram) -> bytes:
     return buffer.getvalue()
 
 
+def is_exported(folder: fs.Location) -> bool:
+    """Whether ``folder`` holds a whole export: every file ``export_model`` writes."""
+    return all(folder.join(name).exists() for name in MODEL_FILES)
+
+
 def check_model_folder(folder: fs.Location) -> None:
     """Refuse a folder that is not an exported model, naming what it lacks."""
     missing = [name for name in REQUIRED_MODEL_FILES if not folder.join(name).exists()]

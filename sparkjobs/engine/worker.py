@@ -39,7 +39,7 @@ from torchonspark.netdefs import count_complexity
 from torchonspark.netdefs.legos import zero_init_residual
 from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
 from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step, wrap_ddp
-from torchonspark.sparkjobs.engine.export import MODEL_FILES, export_model
+from torchonspark.sparkjobs.engine.export import export_model, is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.keptlines import KeptLines
 from torchonspark.sparkjobs.engine.optimizer import sgd
@@ -291,8 +291,8 @@ class Trainer:
         if found is None:
             raise ValueError(f"--resume: {self.run.checkpoints.url} holds no checkpoint that loads")
         latest, state, skipped = found
-        exported = all(self.run.model.join(name).exists() for name in MODEL_FILES)
-        check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url, exported)
+        check_resumable(state, self.job.netdef, self.world_size, self.recipe.batch_size, self.max_iter, latest.url,
+                        is_exported(self.run.model))
         for line in skipped:
             self.say(f"resume: {line}")
         if state["iteration"] >= self.max_iter:
