@@ -194,6 +194,17 @@ def _int_tuple(key: str, value: object, length: int | None) -> tuple[int, ...]:
     return tuple(value)
 
 
+def param_value(value: Any) -> Any:
+    """A recipe value as a logging tool's parameter (TensorBoard's hyper-parameters, MLflow's params):
+    booleans as YAML writes them (a tool would log True as the number 1), lists as their items
+    separated by spaces, numbers and text as they are."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return value
+
+
 def _number_tuple(key: str, value: object) -> tuple[float, ...]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]

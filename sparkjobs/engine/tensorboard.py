@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from torchonspark.datasets import fs
-from torchonspark.sparkjobs.engine.recipe import Recipe
+from torchonspark.sparkjobs.engine.recipe import Recipe, param_value
 
 SCALARS = ("train/loss", "train/lr", "train/images_per_sec", "val/top1", "val/top5")
 LAYERS = "model/layers"
@@ -122,13 +122,8 @@ def run_hparams(recipe: Recipe, max_iter: int, world_size: int, device: str) -> 
     left out; with the run's length in iterations, its workers and device."""
     values: dict[str, Any] = {"model": recipe.model.name, "model_description": recipe.model.description}
     for key, value in recipe.to_dict().items():
-        if key == "model" or value is None:
-            continue
-        if isinstance(value, bool):  # torch's hparams would log a bool as the number 1 or 0
-            value = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            value = " ".join(map(str, value))
-        values[key] = value
+        if key != "model" and value is not None:
+            values[key] = param_value(value)
     values.update(iterations=max_iter, world_size=world_size, device=device)
     return values
 

@@ -44,7 +44,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from torchonspark.datasets import fs
-from torchonspark.sparkjobs.engine.recipe import Recipe
+from torchonspark.sparkjobs.engine.recipe import Recipe, param_value
 
 EXPERIMENT = "torchonspark"  # unless MLFLOW_EXPERIMENT_NAME is set on the driver
 RUN_ID_FILE = "mlflow.json"  # in the run folder: the MLflow run a resumed start continues
@@ -90,7 +90,7 @@ def run_params(recipe: Recipe, max_iter: int, world_size: int, device: str) -> d
     values: dict[str, Any] = {f"model.{key}": value for key, value in recipe.model.to_dict().items()}
     values.update((key, value) for key, value in recipe.to_dict().items() if key != "model")
     values.update(iterations=max_iter, world_size=world_size, device=device)
-    return {key: _param_text(value) for key, value in values.items() if value is not None}
+    return {key: str(param_value(value)) for key, value in values.items() if value is not None}
 
 
 class RunTracker:
@@ -212,14 +212,6 @@ class RunTracker:
             self._log_line(line)
         except OSError:
             pass  # the run folder's own failure is reported where it happens
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value)
 
 
 def _first_line(error: BaseException) -> str:
