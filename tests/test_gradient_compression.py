@@ -11,33 +11,21 @@ import json
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from netns import ShapedLinks, can_make_namespaces, exec_in  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT_S = 240
 
 
-@contextmanager
-def network_namespace(name: str):
-    """A namespace with only its loopback up; removed afterwards, whatever happened."""
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot make a network namespace here (needs root and iproute2): {made.stderr.strip()}")
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
 def loopback_bytes(namespace: str) -> int:
     """Bytes the namespace's loopback has carried (its receive counter: on lo every byte sent is received)."""
-    table = subprocess.run(["ip", "netns", "exec", namespace, "cat", "/proc/net/dev"], capture_output=True, text=True,
-                           check=True).stdout
+    table = subprocess.run(exec_in(namespace, ["cat", "/proc/net/dev"]), capture_output=True, text=True, check=True).stdout
     line = next(line for line in table.splitlines() if line.strip().startswith("lo:"))
     return int(line.split(":", 1)[1].split()[0])
 
@@ -46,9 +34,8 @@ def train_in(namespace: str, recipe: Path, data: Path, run: Path, *flags: str) -
     """Train under torchrun in ``namespace``; the bytes its loopback carried, and the run's summary."""
     before = loopback_bytes(namespace)
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = ["ip", "netns", "exec", namespace, str(torchrun), "--nproc_per_node", "2", "-m",
-               "torchonspark.sparkjobs.train_worker", "--recipe", str(recipe), "--data", str(data), "--output", str(run),
-               "--no-tensorboard", *flags]
+    command = exec_in(namespace, [str(torchrun), "--nproc_per_node", "2", "-m", "torchonspark.sparkjobs.train_worker",
+                                  "--recipe", str(recipe), "--data", str(data), "--output", str(run), "--no-tensorboard", *flags])
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return loopback_bytes(namespace) - before, json.loads((run / "summary.json").read_text())
@@ -60,7 +47,11 @@ def test_bf16_gradients_reach_the_same_digits_accuracy_with_half_the_bytes_per_s
     recipe = tmp_path / "digits_bf16.yaml"
     recipe.write_text(digits.read_text() + "gradient_compression: bf16\ngradient_as_bucket_view: true\nstatic_graph: true\n")
     shorter = ("--epochs", "8", "--test-interval", "0", "--snapshot", "0")
-    with network_namespace(f"tos-test-{os.getpid()}") as namespace:
+    why_not = can_make_namespaces()
+    if why_not is not None:
+        pytest.skip(f"network namespaces: {why_not}")
+    with ShapedLinks(ranks=2, rate_bits=None) as links:  # torn down whatever happens; its veth is not used
+        namespace = links.namespaces[0]  # both workers on this namespace's loopback, which carries nothing else
         plain, plain_summary = train_in(namespace, digits, data, tmp_path / "none", *shorter)
         compressed, summary = train_in(namespace, recipe, data, tmp_path / "bf16", *shorter)
         fp16, fp16_summary = train_in(namespace, digits, data, tmp_path / "fp16", "--max-iter", "20", "--test-interval", "0",
