@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from torchonspark.datasets import fs
+from torchonspark.datasets.hdfs import first_line
 from torchonspark.netdefs import NetDef
 
 
@@ -38,12 +39,7 @@ def load_tensors(location: fs.Location) -> Any:
                              "(refused, not run)") from None
         raise ValueError(f"{location.url} is not a file torch.save wrote") from None
     except Exception as error:  # noqa: BLE001 (the unpickler's errors on arbitrary bytes are arbitrary: IndexError...)
-        raise ValueError(f"{location.url} is truncated or not a file torch.save wrote ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+        raise ValueError(f"{location.url} is truncated or not a file torch.save wrote ({first_line(error)[:200]})") from None
 
 
 def newest_loadable(checkpoints: list[fs.Location]) -> tuple[fs.Location, dict[str, Any], list[str]] | None:

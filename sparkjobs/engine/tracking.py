@@ -44,6 +44,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from torchonspark.datasets import fs
+from torchonspark.datasets.hdfs import first_line
 from torchonspark.sparkjobs.engine.recipe import Recipe, param_value
 
 EXPERIMENT = "torchonspark"  # unless MLFLOW_EXPERIMENT_NAME is set on the driver
@@ -154,7 +155,8 @@ class RunTracker:
             try:
                 call()
             except Exception as error:  # whatever MLflow raises, training goes on
-                self._failure = _first_line(error)
+                message = first_line(error)
+                self._failure = message if len(message) <= 300 else message[:297] + "..."
 
     def _open(self, run_name: str, params: dict[str, str], tags: dict[str, str], resumed: bool, started: int) -> None:
         from mlflow import MlflowClient
@@ -212,8 +214,3 @@ class RunTracker:
             self._log_line(line)
         except OSError:
             pass  # the run folder's own failure is reported where it happens
-
-
-def _first_line(error: BaseException) -> str:
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return text if len(text) <= 300 else text[:297] + "..."
