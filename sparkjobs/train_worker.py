@@ -18,6 +18,7 @@ import torch
 
 from torchonspark.datasets.outputlock import OutputLock, OutputLocked
 from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
+from torchonspark.sparkjobs.engine.processexit import end_without_finalizing, exit_status
 from torchonspark.sparkjobs.engine.worker import train_worker
 
 
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             check_output_folder=os.environ.get("RANK", "0") == "0")
     except ValueError as error:
         parser.error(str(error))
+    end_without_finalizing()  # a process of its own, whose gloo threads would abort it at exit (processexit.py)
     if os.environ.get("RANK", "0") != "0":
         train_worker(job)
         return 0
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with OutputLock(job.output, "--output", take_over=args.take_over_lock):
             train_worker(job)
     except OutputLocked as locked:
+        exit_status(2)
         parser.error(str(locked))
     return 0
 

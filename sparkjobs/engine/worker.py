@@ -43,6 +43,7 @@ from torchonspark.sparkjobs.engine.export import export_model, is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.keptlines import KeptLines
 from torchonspark.sparkjobs.engine.optimizer import sgd
+from torchonspark.sparkjobs.engine.processexit import end_without_finalizing, exit_status
 from torchonspark.sparkjobs.engine.recipe import schedule
 from torchonspark.sparkjobs.engine.scoring import count_hits
 from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, TrainingStopped, stop_line
@@ -55,7 +56,10 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     that a relaunch would repeat (divergence, bad data or arguments) ends the process with one line
     and ``STOP_EXIT_STATUS`` (stops.py), not a traceback; torchrun then ends the other ranks. A rank
     that fails leaves its last output and its error in the run folder (logs/rank-N.log): on a
-    cluster, the executor's own log may be gone with its container."""
+    cluster, the executor's own log may be gone with its container. A process torchrun started ends
+    without Python's finalization (processexit.py: torch's gloo threads would abort it)."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a process of its own; never a notebook's or a test's
+        end_without_finalizing()
     _exit_when_orphaned()
     _end_stale_workers_of(job)
     device = select_device(job.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -76,6 +80,7 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
             output.append(f"rank {rank}: {error}")
             _leave_rank_log(job, rank, output)
             print(f"rank {rank}: {error}", file=sys.stderr, flush=True)  # for a person (the last line under torchrun)
+            exit_status(STOP_EXIT_STATUS)
             raise SystemExit(STOP_EXIT_STATUS) from None
         except Exception:
             output.extend(traceback.format_exc().splitlines())  # Python prints it too, as the process ends
