@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -94,12 +94,13 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def launch(job: TrainJob, workers: int, use_gpu: bool) -> dict[str, Any]:
-    """Run the job on ``workers`` barrier tasks once; return rank 0's summary (supervisor.py relaunches)."""
+def launch(job: TrainJob, workers: int, use_gpu: bool, worker: Callable[[TrainJob], Any] = train_worker) -> dict[str, Any]:
+    """Run the job on ``workers`` barrier tasks once, each process running ``worker`` (the training
+    worker; tests wrap it to add a fault); return rank 0's summary (supervisor.py relaunches)."""
     distributor = TorchDistributor(num_processes=workers, local_mode=False, use_gpu=use_gpu)
     with workers_output_kept() as lines:
         try:
-            return distributor.run(train_worker, job)
+            return distributor.run(worker, job.replace(task_bound=True))
         except Exception as error:  # py4j, PythonException or RuntimeError, depending on where it broke
             text = "\n".join(lines) + "\n" + str(error)
             stop = find_stop(text)

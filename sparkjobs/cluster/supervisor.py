@@ -15,7 +15,10 @@ workers copy into summary.json.
 A watchdog thread reads the progress the workers already write (metrics.jsonl) and cancels the barrier
 stage (its Spark job group) when none comes for ``stall_timeout_s``: a stopped or hung worker is then
 handled as a lost one, instead of waiting for torch's 30-minute collective timeout. A stage that fails
-after its workers finished the run (model exported, summary written) is not relaunched: the run is whole.
+after its workers finished the run (model exported, summary written) is not relaunched: the run is whole;
+and one whose workers have not ended FINISHED_GRACE_S after the run became whole is cancelled and its
+summary taken, whatever a worker does after (an abort at exit, a hang). The workers themselves end with
+the Spark task that started them (engine/lifeline.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,17 +38,23 @@ from torchonspark.sparkjobs.engine.checkpoint import newest_loadable
 from torchonspark.sparkjobs.engine.export import is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
+from torchonspark.sparkjobs.engine.worker import train_worker
 
 POLL_S = 1.0
 STARTUP_GRACE_S = 120.0  # before the first metrics line: Spark's tasks, torchrun, imports, the data listed
+# After the run is whole (summary.json, the model): the workers publish, close and exit in about a
+# second; a stage still running this long after is waiting on a worker that will not end.
+FINISHED_GRACE_S = 10.0
 
 
 @dataclass
 class Stall:
-    """Set by the watchdog when it cancelled a stage for lack of progress."""
+    """Set by the watchdog when it cancelled a stage: for lack of progress (``seconds`` without a new
+    iteration), or because its workers had not ended ``lingered`` seconds after the run was whole."""
 
     seconds: float = 0.0
     iteration: int | None = None
+    lingered: float = 0.0
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Supervisor:
     slot_wait_s: float = 300.0
     stall_timeout_s: float = 1800.0
     restarts: list[dict[str, Any]] = field(default_factory=list)
+    worker: Callable[[TrainJob], Any] = train_worker  # what each process runs (tests wrap it to add a fault)
 
     def run(self) -> dict[str, Any]:
         """Train to the end, relaunching as needed; rank 0's summary. Raises TrainingFailed when the
@@ -68,7 +79,9 @@ class Supervisor:
             try:
                 return self._attempt(job, stall)
             except TrainingFailed as failure:
-                if stall.seconds:
+                if stall.lingered:
+                    failure.cause = f"a worker had not ended {stall.lingered:.0f} s after the run finished; the stage was cancelled"
+                elif stall.seconds:
                     failure.cause = (f"no progress for {stall.seconds:.0f} s after iteration {stall.iteration} "
                                      f"(a stalled worker); the stage was cancelled")
                 run = job.run_folder()
@@ -96,7 +109,7 @@ class Supervisor:
                                     name="torchonspark-stall-watchdog")
         watchdog.start()
         try:
-            return launch(job, self.workers, self.use_gpu)
+            return launch(job, self.workers, self.use_gpu, self.worker)
         finally:
             done.set()
             watchdog.join(timeout=5)
@@ -104,14 +117,22 @@ class Supervisor:
 
     def _watch(self, run: RunFolder, group: str, done: threading.Event, stall: Stall) -> None:
         """Cancel the stage when metrics.jsonl shows no new iteration for stall_timeout_s (the first
-        line may take STARTUP_GRACE_S longer: the workers start and warm up)."""
+        line may take STARTUP_GRACE_S longer: the workers start and warm up), or when it still runs
+        FINISHED_GRACE_S after the run became whole: the driver's wait is bounded in every state."""
         started = time.monotonic()
         last, since = _latest_iteration(run), started + STARTUP_GRACE_S  # what an earlier attempt wrote, if any
+        whole_since = None
         while not done.wait(POLL_S):
             iteration = _latest_iteration(run)
             if iteration != last:
                 last, since = iteration, time.monotonic()
-            elif time.monotonic() - since > self.stall_timeout_s:
+            if whole_since is None and last is not None and last >= self.job.recipe.max_iter and whole_summary(run):
+                whole_since = time.monotonic()
+            if whole_since is not None and time.monotonic() - whole_since > FINISHED_GRACE_S:
+                stall.lingered = time.monotonic() - whole_since
+                self.spark.sparkContext.cancelJobGroup(group)
+                return
+            if whole_since is None and time.monotonic() - since > self.stall_timeout_s:
                 stall.seconds, stall.iteration = time.monotonic() - max(since, started), last
                 self.spark.sparkContext.cancelJobGroup(group)
                 return
@@ -173,19 +194,25 @@ class Supervisor:
 
 
 def finished_summary(run: RunFolder) -> dict[str, Any] | None:
-    """The summary of a run its workers finished (model exported, summary.json written for the length
-    this start trains to) although the stage then failed: a worker stopped or lost in the run's last
-    moments. None for a run that is not whole. A replacement (--overwrite) is published here."""
+    """The summary of a run its workers finished although the stage then failed or was cancelled: a
+    worker stopped, lost or hung in the run's last moments. None for a run that is not whole. A
+    replacement (--overwrite) is published here."""
+    summary = whole_summary(run)
+    if summary is not None:
+        run.publish()
+    return summary
+
+
+def whole_summary(run: RunFolder) -> dict[str, Any] | None:
+    """The run's summary if the run is whole: summary.json written for the length this start trains
+    to, and the model exported; else None."""
     try:
         summary, started = run.read_summary(), run.read_job()
+        if summary is None or started is None or summary.get("iterations", 0) < started.get("max_iter", float("inf")):
+            return None
+        return summary if is_exported(run.model) else None
     except (OSError, ValueError):  # the storage that failed, or a file cut short
         return None
-    if summary is None or started is None or summary.get("iterations", 0) < started.get("max_iter", float("inf")):
-        return None
-    if not is_exported(run.model):
-        return None
-    run.publish()
-    return summary
 
 
 def _log(run: RunFolder, text: str) -> None:

@@ -57,6 +57,7 @@ class TrainJob:
     weights: fs.Location | None = None  # initial weights (a state dict file, or an exported model folder)
     tensorboard: bool = True  # rank 0 writes TensorBoard event files in RUN/tb
     mlflow: TrackingTarget | None = None  # rank 0 tracks the run in this MLflow store (train --mlflow)
+    task_bound: bool = False  # the workers end with the Spark task that started them (lifeline.py; launch sets it)
 
     @property
     def netdef(self) -> NetDef:

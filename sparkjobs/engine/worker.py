@@ -42,6 +42,7 @@ from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed
 from torchonspark.sparkjobs.engine.export import export_model, is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.keptlines import KeptLines
+from torchonspark.sparkjobs.engine.lifeline import start_lifeline
 from torchonspark.sparkjobs.engine.optimizer import sgd
 from torchonspark.sparkjobs.engine.processexit import end_without_finalizing, exit_status
 from torchonspark.sparkjobs.engine.recipe import schedule
@@ -61,6 +62,8 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a process of its own; never a notebook's or a test's
         end_without_finalizing()
     _exit_when_orphaned()
+    if job.task_bound:
+        start_lifeline()
     _end_stale_workers_of(job)
     device = select_device(job.device, int(os.environ.get("LOCAL_RANK", "0")))
     torch.set_num_threads(job.threads)
