@@ -22,6 +22,25 @@ def training_processes(rank: int) -> list:
     return found
 
 
+def run_processes() -> list[str]:
+    """This machine's processes of training runs ('pid command'): torchrun launchers, the workers they
+    started (TorchDistributor's train.py or the train_worker module) and the workers' lifelines."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if any(part in command for part in ("torch.distributed.run", "lifeline.py", "train_worker")) or command.endswith("/train.py"):
+            found.append(f"{process.pid} {command[:200]}")
+    return found
+
+
+def left_after(seconds: float) -> list[str]:
+    """The run processes still there after at most ``seconds`` (none: returns as soon as they are gone)."""
+    deadline = time.monotonic() + seconds
+    while (left := run_processes()) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return left
+
+
 def executor_of(process: psutil.Process) -> psutil.Process | None:
     """The Spark executor JVM a worker process runs under (standalone's or YARN's: both are a
     CoarseGrainedExecutorBackend), or None on a local master (no executor process of its own)."""

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faults import FaultPlan, kill_executor_of_rank
+from faults import FaultPlan, kill_executor_of_rank, left_after
 from hadoop import spark_submit_yarn, yarn_applications
 
 from torchonspark.datasets import fs
@@ -96,8 +96,10 @@ def trained(hadoop_cluster, converted, hdfs):
     faults.start()
     result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--recipe", "digits",
                                "--data", converted, "--output", run, "--workers", "2", "--epochs", "20")
+    left = left_after(10)  # no torchrun or worker outlives the app by more than 10 s (YARN's containers too)
     faults.join(timeout=5)
     assert succeeded(result), output_of(result)[-3000:]
+    assert left == [], left
     return run, result, faults.done
 
 

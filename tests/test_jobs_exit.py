@@ -52,20 +52,19 @@ def job_outcomes(digits_parquet, tmp_path_factory):
         "train": ("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output", str(run), "--workers", "2"),
         "evaluate": ("evaluate.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "e.json")),
         "features": ("features.py", "--model", str(run / "model"), "--data", str(data), "--output", str(tmp_path / "f")),
-        "train, a worker failing": ("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output",
-                                    str(tmp_path / "failed"), "--workers", "2", "--weights", str(not_weights)),
     }
-    others = {  # beside them: mostly a JVM's start-up, which the second core takes
+    others = {  # beside them, so that two jobs share the two cores (as a loaded cluster node would)
         "make_digits": ("make_digits.py", str(tmp_path / "digits"), "--size", "16"),
+        "convert, a usage error": ("convert_imagenet.py", str(tmp_path / "digits"), str(data)),  # the tree make_digits wrote
         "doctor": ("doctor.py", "--workers", "2"),
         "pack_env, a usage error": ("pack_env.py", str(tmp_path / "env.zip")),
+        "train, a worker failing": ("train_resnet.py", "--conf", str(recipe), "--data", str(data), "--output",
+                                    str(tmp_path / "failed"), "--workers", "2", "--weights", str(not_weights)),
     }
     with ThreadPoolExecutor(2) as pool:
         in_turn = [pool.submit(lambda jobs=jobs: {name: spark_submit(*argv) for name, argv in jobs.items()})
                    for jobs in (trainings, others)]
         outcomes = {name: result for turn in in_turn for name, result in turn.result().items()}
-    # after make_digits has written the tree it converts
-    outcomes["convert, a usage error"] = spark_submit("convert_imagenet.py", str(tmp_path / "digits"), str(data))
     return outcomes, tmp_path
 
 

@@ -5,12 +5,12 @@ torchruns and workers are gone within 10 s (engine/lifeline.py kills a stopped o
 
 import time
 
-import psutil
 import pytest
 from pyspark import cloudpickle
 
 import after_finish
-from torchonspark.sparkjobs.cluster.supervisor import FINISHED_GRACE_S, Supervisor
+from faults import left_after
+from torchonspark.sparkjobs.cluster.supervisor import Supervisor
 from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
 
 pytestmark = pytest.mark.e2e
@@ -18,30 +18,14 @@ pytestmark = pytest.mark.e2e
 TINY = """model: {name: tiny, main_branch: normal, num_output_stage1: 8, blocks: [1, 1, 1, 1], fc_layers: false}
 batch_size: 16
 base_lr: 0.05
-max_iter: 4
+max_iter: 2
 crop_size: 16
 scale_range: [16, 20]
 mirror: false
 display: 1
 """
 OUTLIVE_S = 10
-
-
-def run_processes() -> list[str]:
-    """This machine's torchrun launchers and workers (and their lifelines), as 'pid cmdline'."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        line = " ".join(process.info["cmdline"] or [])
-        if "torch.distributed.run" in line or "lifeline.py" in line or "train.py" in line and "torchonspark" not in line:
-            found.append(f"{process.pid} {line[:160]}")
-    return found
-
-
-def none_left_within(seconds: float) -> list[str]:
-    deadline = time.monotonic() + seconds
-    while (left := run_processes()) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return left
+GRACE_S = 3  # the driver's wait after the run is whole (10 s by default)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,13 +43,13 @@ def test_a_worker_lost_after_the_run_finished_ends_the_job_with_its_summary_and_
     recipe.write_text(TINY)
     args = get_args_parser().parse_args(["--recipe", str(recipe), "--data", str(data), "--output", str(tmp_path / "run"), "--workers", "2"])
     job = job_from_args(args, threads=1, device="cpu")
-    supervisor = Supervisor(spark, job, 2, use_gpu=False, stall_timeout_s=600, worker=fault)
+    supervisor = Supervisor(spark, job, 2, use_gpu=False, stall_timeout_s=600, worker=fault, finished_grace_s=GRACE_S)
 
     summary = supervisor.run()
     returned = time.time()
 
-    assert summary["iterations"] == 4 and supervisor.restarts == []
+    assert summary["iterations"] == 2 and supervisor.restarts == []
     written = (tmp_path / "run" / "summary.json").stat().st_mtime
-    assert returned - written < FINISHED_GRACE_S + 15, f"the driver returned {returned - written:.0f} s after summary.json"
-    assert none_left_within(OUTLIVE_S) == []
+    assert returned - written < GRACE_S + 15, f"the driver returned {returned - written:.0f} s after summary.json"
+    assert left_after(OUTLIVE_S) == []
     assert "after the run had finished" in (tmp_path / "run" / "train.log").read_text()

@@ -68,6 +68,7 @@ class Supervisor:
     stall_timeout_s: float = 1800.0
     restarts: list[dict[str, Any]] = field(default_factory=list)
     worker: Callable[[TrainJob], Any] = train_worker  # what each process runs (tests wrap it to add a fault)
+    finished_grace_s: float = FINISHED_GRACE_S
 
     def run(self) -> dict[str, Any]:
         """Train to the end, relaunching as needed; rank 0's summary. Raises TrainingFailed when the
@@ -80,7 +81,7 @@ class Supervisor:
                 return self._attempt(job, stall)
             except TrainingFailed as failure:
                 if stall.lingered:
-                    failure.cause = f"a worker had not ended {stall.lingered:.0f} s after the run finished; the stage was cancelled"
+                    failure.cause = f"a worker had not ended {stall.lingered:.0f} s after summary.json was written; the stage was cancelled"
                 elif stall.seconds:
                     failure.cause = (f"no progress for {stall.seconds:.0f} s after iteration {stall.iteration} "
                                      f"(a stalled worker); the stage was cancelled")
@@ -118,7 +119,7 @@ class Supervisor:
     def _watch(self, run: RunFolder, group: str, done: threading.Event, stall: Stall) -> None:
         """Cancel the stage when metrics.jsonl shows no new iteration for stall_timeout_s (the first
         line may take STARTUP_GRACE_S longer: the workers start and warm up), or when it still runs
-        FINISHED_GRACE_S after the run became whole: the driver's wait is bounded in every state."""
+        finished_grace_s after the run became whole: the driver's wait is bounded in every state."""
         started = time.monotonic()
         last, since = _latest_iteration(run), started + STARTUP_GRACE_S  # what an earlier attempt wrote, if any
         whole_since = None
@@ -128,7 +129,7 @@ class Supervisor:
                 last, since = iteration, time.monotonic()
             if whole_since is None and last is not None and last >= self.job.recipe.max_iter and whole_summary(run):
                 whole_since = time.monotonic()
-            if whole_since is not None and time.monotonic() - whole_since > FINISHED_GRACE_S:
+            if whole_since is not None and time.monotonic() - whole_since > self.finished_grace_s:
                 stall.lingered = time.monotonic() - whole_since
                 self.spark.sparkContext.cancelJobGroup(group)
                 return

@@ -32,9 +32,11 @@ def start_lifeline() -> subprocess.Popen | None:
     if found is None:
         return None
     task = found[0]
+    # An empty environment: nothing that finds the workers by theirs (TORCHELASTIC_RUN_ID, RANK: a
+    # fault sent to "rank 0", a stale-worker sweep) takes the watcher for one of them.
     return subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__), str(os.getpid()), str(torchrun), str(task)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
+                            env={}, start_new_session=True, close_fds=True)
 
 
 def _process(pid: int) -> tuple[int, int] | None:
