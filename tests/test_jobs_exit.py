@@ -10,21 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from recipes import TINY
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")
 EXIT_TIMEOUT_S = 240  # far more than any of these jobs needs; a job whose JVM stays alive hits it
-TINY = """model: {name: tiny, main_branch: normal, num_output_stage1: 8, blocks: [1, 1, 1, 1], fc_layers: false}
-batch_size: 16
-base_lr: 0.05
-max_iter: 2
-crop_size: 16
-scale_range: [16, 20]
-mirror: false
-display: 1
-"""
 
 
 def spark_submit(job: str, *args: str) -> subprocess.CompletedProcess:

@@ -10,20 +10,12 @@ from pyspark import cloudpickle
 
 import after_finish
 from faults import left_after
+from recipes import TINY
 from torchonspark.sparkjobs.cluster.supervisor import Supervisor
 from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
 
 pytestmark = pytest.mark.e2e
 
-TINY = """model: {name: tiny, main_branch: normal, num_output_stage1: 8, blocks: [1, 1, 1, 1], fc_layers: false}
-batch_size: 16
-base_lr: 0.05
-max_iter: 2
-crop_size: 16
-scale_range: [16, 20]
-mirror: false
-display: 1
-"""
 OUTLIVE_S = 10
 GRACE_S = 3  # the driver's wait after the run is whole (10 s by default)
 
