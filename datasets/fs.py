@@ -7,18 +7,28 @@ hdfs-native, a pip-only client (``hdfs.py``). Paths are never joined or split as
 
 from __future__ import annotations
 
+import errno
 import posixpath
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 from pyarrow.fs import FileType  # noqa: F401 (callers tell entry types apart as fs.FileType)
 
 from . import hdfs
+
+# How long a write to HDFS is retried while the cluster answers as one that is restarting its NameNode
+# or losing a DataNode (hdfs.is_transient): a restart of a small NameNode, its safe mode and a
+# DataNode declared dead take seconds to a minute. Longer outages are the supervisor's (a relaunch).
+STORAGE_RETRY_S = 120.0
+RetryResult = TypeVar("RetryResult")
 
 # Object stores (s3://, gs://) are left out on purpose: the jobs publish folders by renaming them
 # and append metrics lines, which those stores cannot do.
@@ -62,19 +72,98 @@ class Location:
         with self.fs.open_output_stream(self.path, compression=None) as stream:
             stream.write(data)
 
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
     def write_bytes_atomically(self, data: bytes) -> None:
-        """Write under a temporary name beside the target, then rename: readers never see half a file."""
+        """Write under a temporary name beside the target, then rename: readers never see half a file.
+        On HDFS a write that a restarting cluster broke is done again whole (``retrying``)."""
+        retrying(self, "writing", lambda: self._write_bytes_atomically_once(data))
+
+    def _write_bytes_atomically_once(self, data: bytes) -> None:
         temp = self.parent().join(f".{self.name}.{uuid.uuid4().hex}.tmp")
         try:
             temp.write_bytes(data)
             self.fs.move(temp.path, self.path)
         except BaseException:
-            if temp.exists():
-                temp.fs.delete_file(temp.path)
+            try:
+                if temp.exists():
+                    temp.fs.delete_file(temp.path)
+            except (OSError, RuntimeError):  # the storage that failed the write may refuse this too
+                pass
             raise
 
     def write_text_atomically(self, text: str) -> None:
         self.write_bytes_atomically(text.encode("utf-8"))
+
+
+def retrying(location: Location, doing: str, operation: Callable[[], RetryResult]) -> RetryResult:
+    """``operation`` on ``location``, done again while HDFS answers as a cluster that is restarting
+    (``hdfs.is_transient``), backing off from 0.5 s to 8 s, for at most STORAGE_RETRY_S; each retry is
+    a line on stderr (a worker's output reaches the driver). Local storage is never retried (a full
+    disk stays full). hdfs-native's errors are raised as OSErrors (``hdfs.as_storage_error``). The
+    operation must be one that can be done again whole: an atomic write, a read."""
+    if location.is_local():
+        return operation()
+    deadline, wait = time.monotonic() + STORAGE_RETRY_S, 0.5
+    while True:
+        try:
+            return operation()
+        except (OSError, RuntimeError) as raised:
+            error = hdfs.as_storage_error(raised)
+            if not hdfs.is_transient(error) or time.monotonic() + wait > deadline:
+                raise error from None
+            print(f"{doing} {location.url}: {hdfs.first_line(error)}; retrying in {wait:.1f} s", file=sys.stderr, flush=True)
+            time.sleep(wait)
+            wait = min(2 * wait, 8.0)
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether a write failed for want of room (a full disk, an HDFS quota): a retry would fail alike."""
+    return isinstance(error, hdfs.QuotaExceeded) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
+class AppendedFile:
+    """A file that grows by appends, from one writer at a time (a run's metrics.jsonl, its train.log).
+    On HDFS an append that a restarting NameNode or a lost DataNode breaks half-way leaves the file open
+    under this client's lease with its last block unreadable, and hdfs-native does not recover a write
+    pipeline; so the writer keeps what the file holds, and after a broken append writes the whole file
+    again (atomically, ``retrying``) instead."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._known: bytes | None = None  # what the file holds (kept for HDFS only, read at the first append)
+
+    def append(self, data: bytes) -> None:
+        if self.location.is_local():
+            self._append_once(data)
+            return
+        if self._known is None:
+            self._known = retrying(self.location, "reading", self._read_or_empty)
+        try:
+            self._append_once(data)
+        except (OSError, RuntimeError) as raised:
+            error = hdfs.as_storage_error(raised)
+            if not hdfs.is_transient(error):
+                raise error from None
+            print(f"appending to {self.location.url}: {hdfs.first_line(error)}; writing it again whole", file=sys.stderr, flush=True)
+            self.location.write_bytes_atomically(self._known + data)
+        self._known += data
+
+    def replace(self, data: bytes) -> None:
+        """The file's whole content, written atomically."""
+        self.location.write_bytes_atomically(data)
+        self._known = None if self.location.is_local() else data
+
+    def _append_once(self, data: bytes) -> None:
+        with self.location.fs.open_append_stream(self.location.path, compression=None) as stream:
+            stream.write(data)
+
+    def _read_or_empty(self) -> bytes:
+        try:
+            return self.location.read_bytes()
+        except FileNotFoundError:
+            return b""
 
 
 def _url_of(base: Location, path: str) -> str:

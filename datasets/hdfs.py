@@ -207,8 +207,14 @@ class _WrittenOnClose(io.BytesIO):
 # hdfs-native reports the NameNode's refusals as RuntimeError('RPCError("<Java class>", "<message and
 # Java stack>")'); the jobs say what went wrong in one line, so they become the OSError that fits.
 _RPC_ERROR = re.compile(r'RPCError\("([\w.$]+)", "(.*)', re.DOTALL)
+class QuotaExceeded(OSError):
+    """An HDFS space or name quota refused a write (no retry helps: a person must raise the quota)."""
+
+
 _OS_ERRORS = {
     "AccessControlException": PermissionError,
+    "DSQuotaExceededException": QuotaExceeded,
+    "NSQuotaExceededException": QuotaExceeded,
     "FileAlreadyExistsException": FileExistsError,
     "FileNotFoundException": FileNotFoundError,
     "ParentNotDirectoryException": NotADirectoryError,
@@ -222,6 +228,30 @@ def as_os_error(error: RuntimeError) -> OSError | None:
         return None
     java_class, message = match.group(1), re.split(r"\\n|\n", match.group(2), maxsplit=1)[0].replace('\\"', '"').rstrip('")')
     return _OS_ERRORS.get(java_class.rsplit(".", 1)[-1], OSError)(f"{message} ({java_class.rsplit('.', 1)[-1]})")
+
+
+def as_storage_error(error: BaseException) -> BaseException:
+    """What the jobs catch for an error hdfs-native raised on a path it was given: an OSError (the
+    RPC's own class where there is one: file writers report the NameNode's refusals untranslated),
+    any other exception as it was."""
+    if isinstance(error, RuntimeError):
+        return as_os_error(error) or OSError(first_line(error))
+    return error
+
+
+# What an HDFS that is restarting its NameNode or losing a DataNode answers, as hdfs-native reports it:
+# the NameNode in safe mode or not serving yet, a connection lost or refused, a write pipeline broken.
+# A write refused for these succeeds once the cluster is back; anything else is not retried.
+_TRANSIENT = re.compile(
+    r"SafeModeException|RetriableException|StandbyException|NotReplicatedYetException|RPC listener disconnected|"
+    r"Connection refused|Connection reset|Broken pipe|DataTransferError|Failed to complete file in time|"
+    r"could only be written to 0 of the", re.IGNORECASE)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an HDFS error is one of a cluster that is restarting or failing over (see _TRANSIENT)."""
+    return isinstance(error, (OSError, RuntimeError)) and not isinstance(error, QuotaExceeded) \
+        and _TRANSIENT.search(str(error)) is not None
 
 
 class _TranslatingClient:

@@ -99,3 +99,24 @@ class FaultPlan(threading.Thread):
                     self.done.append((now, what))
                     self.plan.pop(0)
             time.sleep(self.poll_s)
+
+
+class FaultsOnRequest(threading.Thread):
+    """Runs the fault for N when a paused write asks for it (a file ``request-N`` in ``handshake``,
+    paused_writes.py), then lets the write go on (``done-N``): the fault meets a write in flight every
+    time. Bounded in time; ``done`` as FaultPlan's."""
+
+    def __init__(self, handshake, faults: dict, deadline_s: float = 600, poll_s: float = 0.05):
+        super().__init__(daemon=True)
+        self.handshake, self.faults, self.poll_s = handshake, dict(faults), poll_s
+        self.deadline = time.monotonic() + deadline_s
+        self.done: list[tuple[int, str]] = []
+
+    def run(self):
+        while self.faults and time.monotonic() < self.deadline:
+            for number in [n for n in self.faults if (self.handshake / f"request-{n}").exists()]:
+                try:
+                    self.done.append((number, self.faults.pop(number)()))
+                finally:
+                    (self.handshake / f"done-{number}").touch()
+            time.sleep(self.poll_s)

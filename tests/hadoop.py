@@ -53,6 +53,7 @@ class MiniCluster:
         self.hdfs_url = None  # hdfs://localhost:PORT, once started
         self.rm_address = None  # localhost:PORT of the ResourceManager, once started
         self._process = None
+        self._received = b""  # what the cluster wrote on stdout after the last line read
 
     def __enter__(self):
         self.start()
@@ -81,7 +82,8 @@ class MiniCluster:
         command = [java, f"@{JVM_OPTIONS}", f"@{CLASSPATH_ARGS}", MAIN_CLASS,
                    "--conf-dir", str(self.conf_dir), "--base-dir", str(self.data_dir), *self.flags]
         # stderr to a file, not a pipe: nobody reads it while the cluster runs, and a full pipe would
-        # block the JVM. stdin is the lifeline: the JVM stops when it closes, even if this process dies.
+        # block the JVM. stdin is the lifeline (the JVM stops when it closes, even if this process dies)
+        # and carries the fault commands.
         with open(self.stderr_path, "wb") as stderr:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=self.work_dir
@@ -95,25 +97,8 @@ class MiniCluster:
         self.rm_address = fields["rm"]
 
     def _wait_for_ready_line(self) -> dict:
-        """READY hdfs=URL rm=HOST:PORT -> {"hdfs": URL, "rm": HOST:PORT}; bounded in time and size."""
-        deadline = time.monotonic() + self.start_timeout_s
-        received = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._process.stdout, selectors.EVENT_READ)
-            while b"\n" not in received:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise MiniClusterError(self._failure(f"was not ready within {self.start_timeout_s:.0f} s"))
-                if not selector.select(timeout=min(remaining, 1.0)):
-                    continue
-                chunk = os.read(self._process.stdout.fileno(), 4096)
-                if not chunk:  # stdout closed: the JVM is exiting
-                    self._process.wait(timeout=10)
-                    raise MiniClusterError(self._failure(f"exited with status {self._process.returncode} before it was ready"))
-                received += chunk
-                if len(received) > 65536:
-                    raise MiniClusterError(self._failure("wrote something other than its ready line on stdout"))
-        line = received.split(b"\n", 1)[0].decode()
+        """READY hdfs=URL rm=HOST:PORT -> {"hdfs": URL, "rm": HOST:PORT}."""
+        line = self._read_line(self.start_timeout_s, "its ready line")
         words = line.split()
         if not words or words[0] != "READY":
             raise MiniClusterError(self._failure(f"wrote {line!r} instead of its ready line"))
@@ -121,6 +106,39 @@ class MiniCluster:
         if not {"hdfs", "rm"} <= fields.keys():
             raise MiniClusterError(self._failure(f"wrote an incomplete ready line {line!r}"))
         return fields
+
+    def command(self, line: str, timeout_s: float = 120.0) -> str:
+        """Send one of the cluster's fault commands (MiniCluster.java: restart-namenode, stop-datanode I,
+        start-datanode, set-space-quota PATH BYTES) and return its OK line; MiniClusterError otherwise."""
+        if self._process is None:
+            raise MiniClusterError("this mini cluster is not started")
+        self._process.stdin.write(line.encode() + b"\n")
+        self._process.stdin.flush()
+        reply = self._read_line(timeout_s, f"its answer to {line!r}")
+        if not reply.startswith("OK "):
+            raise MiniClusterError(f"the mini cluster refused {line!r}: {reply}")
+        return reply[3:]
+
+    def _read_line(self, timeout_s: float, what: str) -> str:
+        """The next line of the cluster's stdout; bounded in time and size."""
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            while b"\n" not in self._received:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MiniClusterError(self._failure(f"did not write {what} within {timeout_s:.0f} s"))
+                if not selector.select(timeout=min(remaining, 1.0)):
+                    continue
+                chunk = os.read(self._process.stdout.fileno(), 4096)
+                if not chunk:  # stdout closed: the JVM is exiting
+                    self._process.wait(timeout=10)
+                    raise MiniClusterError(self._failure(f"exited with status {self._process.returncode} before it wrote {what}"))
+                self._received += chunk
+                if len(self._received) > 65536:
+                    raise MiniClusterError(self._failure(f"wrote something other than {what} on stdout"))
+        line, self._received = self._received.split(b"\n", 1)
+        return line.decode()
 
     def _failure(self, what: str, lines: int = 40) -> str:
         try:

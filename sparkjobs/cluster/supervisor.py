@@ -122,12 +122,16 @@ class Supervisor:
         finished_grace_s after the run became whole: the driver's wait is bounded in every state."""
         started = time.monotonic()
         last, since = _latest_iteration(run), started + STARTUP_GRACE_S  # what an earlier attempt wrote, if any
-        whole_since = None
+        before, whole_since = last, None
         while not done.wait(POLL_S):
             iteration = _latest_iteration(run)
             if iteration != last:
                 last, since = iteration, time.monotonic()
-            if whole_since is None and last is not None and last >= self.job.recipe.max_iter and whole_summary(run):
+            # Whole for the length this start trains to, which job.json holds once this attempt has gone
+            # past what earlier ones wrote (the recipe may give epochs, resolved by the workers; a resume
+            # may train further than a finished run's summary.json).
+            progressed = last is not None and (before is None or last > before)
+            if whole_since is None and progressed and whole_summary(run):
                 whole_since = time.monotonic()
             if whole_since is not None and time.monotonic() - whole_since > self.finished_grace_s:
                 stall.lingered = time.monotonic() - whole_since

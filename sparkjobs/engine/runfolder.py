@@ -53,6 +53,9 @@ class RunFolder:
         self.log = root.join(LOG)
         self.rank_logs = root.join(RANK_LOGS)
         self.tensorboard = root.join(TENSORBOARD)
+        # Appended to as the run goes; on HDFS a broken append is written again whole (fs.AppendedFile).
+        self._metrics_file = fs.AppendedFile(self.metrics)
+        self._log_file = fs.AppendedFile(self.log)
 
     @staticmethod
     def replacement_of(output: fs.Location) -> fs.Location:
@@ -95,8 +98,7 @@ class RunFolder:
         log is read while the run goes on, and a restart appends to it)."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         lines = "".join(f"{stamp} {line}\n" for line in text.splitlines())
-        with self.log.fs.open_append_stream(self.log.path, compression=None) as stream:
-            stream.write(lines.encode())
+        self._log_file.append(lines.encode())
 
     def append_rank_log(self, rank: int, text: str) -> fs.Location:
         """A failed worker's output and error, added to logs/rank-N.log (attempts one after another)."""
@@ -121,7 +123,7 @@ class RunFolder:
     def read_job(self) -> dict[str, Any] | None:
         """job.json, or None for a run that has none yet (or one from before it was written)."""
         try:
-            return json.loads(self.job.read_bytes())
+            return json.loads(fs.retrying(self.job, "reading", self.job.read_bytes))
         except FileNotFoundError:
             return None
 
@@ -131,13 +133,14 @@ class RunFolder:
         """One JSON line, appended and closed at once so a reader sees it while training runs. Standard
         JSON: a value that is not a finite number (a diverged loss) is written as null."""
         line = json.dumps({key: _finite_or_none(value) for key, value in record.items()}, allow_nan=False)
-        with self.metrics.fs.open_append_stream(self.metrics.path, compression=None) as stream:
-            stream.write((line + "\n").encode())
+        self._metrics_file.append((line + "\n").encode())
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
+        try:
+            text = fs.retrying(self.metrics, "reading", self.metrics.read_bytes).decode()
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in self.metrics.read_bytes().decode().splitlines() if line.strip()]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def keep_metrics_through(self, iteration: int) -> None:
         """Drop lines after ``iteration`` (written after the checkpoint a resumed run starts from),
@@ -145,19 +148,21 @@ class RunFolder:
         records = self.read_metrics()
         kept = [record for record in records if record["iteration"] <= iteration]
         if len(kept) < len(records):
-            self.metrics.write_text_atomically("".join(json.dumps(record) + "\n" for record in kept))
+            self._metrics_file.replace("".join(json.dumps(record) + "\n" for record in kept).encode())
 
     # --- checkpoints -----------------------------------------------------------------------------
 
     def checkpoint_paths(self) -> list[fs.Location]:
-        if not self.checkpoints.is_dir():
+        if not fs.retrying(self.checkpoints, "listing", self.checkpoints.is_dir):
             return []
-        found = [info for info in fs.list_files(self.checkpoints) if CHECKPOINT.search(info.base_name)]
+        found = [info for info in fs.retrying(self.checkpoints, "listing", lambda: fs.list_files(self.checkpoints))
+                 if CHECKPOINT.search(info.base_name)]
         return [self.checkpoints.join(info.base_name) for info in sorted(found, key=lambda info: info.base_name)]
 
     def save_checkpoint(self, state: dict[str, Any], iteration: int, keep: int) -> fs.Location:
         """Write the checkpoint whole, read it back to verify it (a disk or DataNode that lost bytes is
-        found now, not at the restart that needs it), then drop the oldest beyond ``keep``."""
+        found now, not at the restart that needs it), then drop the oldest beyond ``keep``. On HDFS a
+        write or read that a restarting NameNode or a lost DataNode broke is done again (fs.retrying)."""
         import torch  # here: a reader of run folders (`torchonspark status`) starts without torch
 
         buffer = io.BytesIO()
@@ -165,11 +170,11 @@ class RunFolder:
         data = buffer.getvalue()
         target = self.checkpoints.join(f"iter-{iteration:08d}.pt")
         target.write_bytes_atomically(data)
-        if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(data).digest():
+        if hashlib.sha256(fs.retrying(target, "verifying", target.read_bytes)).digest() != hashlib.sha256(data).digest():
             target.fs.delete_file(target.path)
             raise OSError(f"checkpoint {target.url} read back different from what was written; it was removed")
         for old in self.checkpoint_paths()[:-keep]:
-            old.fs.delete_file(old.path)
+            fs.retrying(old, "removing", lambda old=old: _delete_if_there(old))
         return target
 
     def latest_checkpoint(self) -> fs.Location | None:
@@ -183,7 +188,7 @@ class RunFolder:
 
     def read_summary(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.summary.read_bytes())
+            return json.loads(fs.retrying(self.summary, "reading", self.summary.read_bytes))
         except FileNotFoundError:
             return None
 
@@ -202,3 +207,11 @@ class RunFolder:
 
 def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _delete_if_there(location: fs.Location) -> None:
+    """Delete a file; one that is gone already is fine (a retried delete that had gone through)."""
+    try:
+        location.fs.delete_file(location.path)
+    except FileNotFoundError:
+        pass

@@ -27,6 +27,12 @@ class Diverged(TrainingStopped):
     kind = "diverged"
 
 
+class StorageFull(TrainingStopped):
+    """The run folder has no room (a full disk, an HDFS quota): a relaunch would fail at the same write."""
+
+    kind = "storage"
+
+
 def stop_line(kind: str, message: str, rank: int, iteration: int | None) -> str:
     return f"{STOP_MARKER} {json.dumps({'kind': kind, 'message': message, 'rank': rank, 'iteration': iteration})}"
 

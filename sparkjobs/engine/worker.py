@@ -33,6 +33,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from torchonspark.datasets import fs
+from torchonspark.datasets.hdfs import first_line
 from torchonspark.datasets.loader import ShardedLoader
 from torchonspark.datasets.transforms import EvalTransform, TrainTransform
 from torchonspark.netdefs import count_complexity
@@ -47,7 +49,7 @@ from torchonspark.sparkjobs.engine.optimizer import sgd
 from torchonspark.sparkjobs.engine.processexit import end_without_finalizing, exit_status
 from torchonspark.sparkjobs.engine.recipe import schedule
 from torchonspark.sparkjobs.engine.scoring import count_hits
-from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, TrainingStopped, stop_line
+from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, StorageFull, TrainingStopped, stop_line
 from torchonspark.sparkjobs.engine.tensorboard import TrainingBoard, run_hparams
 from torchonspark.sparkjobs.engine.tracking import RunTracker, run_params
 
@@ -77,7 +79,14 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
             # the export was seen to abort (SIGABRT) at exit.
             dist.barrier()
             return summary
-        except (TrainingStopped, ValueError) as error:
+        except (TrainingStopped, ValueError, OSError) as error:
+            if isinstance(error, OSError) and not fs.out_of_space(error):
+                output.extend(traceback.format_exc().splitlines())  # a storage failure a relaunch may get past
+                _leave_rank_log(job, rank, output)
+                raise
+            if isinstance(error, OSError):
+                error = StorageFull(f"the run folder {job.output.url} has no room: {first_line(error)}; free space or "
+                                    "raise the quota, then run again with --resume")
             kind = error.kind if isinstance(error, TrainingStopped) else "input"
             print(stop_line(kind, str(error), rank, trainer.iteration if trainer else None), flush=True)  # for the driver
             output.append(f"rank {rank}: {error}")
@@ -496,7 +505,15 @@ class Trainer:
         if self.rank == 0:
             state = checkpoint_state(self.net, self.optimizer, self.iteration, (self.iteration - 1) // self.per_epoch, rng,
                                      cuda_rng, self.world_size, self.recipe.batch_size, self.recipe.to_dict(), self.job.netdef)
-            self.run.save_checkpoint(state, self.iteration, self.recipe.keep_snapshots)
+            try:
+                self.run.save_checkpoint(state, self.iteration, self.recipe.keep_snapshots)
+            except OSError as error:
+                if not fs.out_of_space(error):
+                    raise
+                newest = self.run.latest_checkpoint()
+                raise StorageFull(f"no room for the checkpoint of iteration {self.iteration} in {self.run.checkpoints.url}: "
+                                  f"{first_line(error)}; the newest checkpoint ({newest.name if newest else 'none'}) is "
+                                  "intact: free space or raise the quota, then run again with --resume") from None
             if self.board is not None:  # a run folder on HDFS sees the events at least this often
                 self.board.sync()
         self.checkpointed_at = time.monotonic()

@@ -1,21 +1,28 @@
 package torchonspark.minicluster;
 
+import java.io.BufferedReader;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileUtil;
+import org.apache.hadoop.hdfs.DFSConfigKeys;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.hadoop.hdfs.protocol.HdfsConstants;
 import org.apache.hadoop.util.ShutdownHookManager;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.MiniYARNCluster;
@@ -34,6 +41,15 @@ import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
  * {@code READY hdfs=hdfs://localhost:PORT rm=localhost:PORT}.
  * Errors go to stderr, everything else to BASE_DIR/minicluster.log. It stops when its stdin closes
  * (so a parent that dies cannot leave it behind) or on SIGTERM / Ctrl-C.
+ *
+ * <p>Until then each line on stdin is a fault for a test to inject (HDFS's own test hooks do the
+ * work), answered by one line on stdout, {@code OK ...} or {@code ERROR ...}:
+ * <pre>
+ *   restart-namenode             stop the NameNode and start it again (same port, same metadata)
+ *   stop-datanode I              stop DataNode I (0-based), as a crashed host would be
+ *   start-datanode               start the DataNode stopped last, on its old port and data
+ *   set-space-quota PATH BYTES   an HDFS space quota on a folder; BYTES -1 removes it
+ * </pre>
  */
 public final class MiniCluster {
 
@@ -105,6 +121,7 @@ public final class MiniCluster {
 
   private final Options options;
   private boolean yarnStopped = false;
+  private final Deque<MiniDFSCluster.DataNodeProperties> stoppedDataNodes = new ArrayDeque<>();
   private MiniDFSCluster dfs;
   private MiniYARNCluster yarn;
   private String hdfsUrl;
@@ -163,24 +180,83 @@ public final class MiniCluster {
     if (options.ignoreStdin) {
       new CountDownLatch(1).await();  // until a signal runs the shutdown hook
     }
-    waitForEndOfInput(System.in);
+    cluster.serveCommands(System.in, readyOut);
     cluster.stop();
     System.exit(0);
   }
 
-  private static void waitForEndOfInput(InputStream in) {
-    byte[] buffer = new byte[256];
-    try {
-      while (in.read(buffer) != -1) {
-        // Input itself means nothing; only its end does.
+  /** Each line of stdin is a command, answered by one line; returns when stdin ends. */
+  private void serveCommands(InputStream in, PrintStream out) {
+    BufferedReader lines = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
+    while (true) {
+      String line;
+      try {
+        line = lines.readLine();
+      } catch (IOException e) {
+        return;  // a broken stdin is as good as a closed one: the parent is gone
       }
-    } catch (IOException e) {
-      // A broken stdin is as good as a closed one: the parent is gone.
+      if (line == null) {
+        return;
+      }
+      if (line.isBlank()) {
+        continue;
+      }
+      String reply;
+      try {
+        reply = "OK " + command(line.trim().split("\\s+"));
+      } catch (Throwable t) {
+        t.printStackTrace();
+        reply = "ERROR " + String.valueOf(t).replace('\n', ' ');
+      }
+      out.println(reply);
+      out.flush();
+    }
+  }
+
+  private String command(String[] words) throws Exception {
+    switch (words[0] + "/" + (words.length - 1)) {
+      case "restart-namenode/0": {
+        long started = System.nanoTime();
+        dfs.restartNameNode(true);
+        dfs.waitActive();
+        return "namenode restarted in " + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms";
+      }
+      case "stop-datanode/1": {
+        int index = Integer.parseInt(words[1]);
+        MiniDFSCluster.DataNodeProperties stopped = dfs.stopDataNode(index);
+        if (stopped == null) {
+          throw new IllegalArgumentException("no DataNode " + index);
+        }
+        stoppedDataNodes.push(stopped);
+        return "datanode " + index + " stopped";
+      }
+      case "start-datanode/0": {
+        if (stoppedDataNodes.isEmpty()) {
+          throw new IllegalStateException("no DataNode is stopped");
+        }
+        dfs.restartDataNode(stoppedDataNodes.pop(), true);
+        dfs.waitActive();
+        return "datanode started";
+      }
+      case "set-space-quota/2": {
+        long bytes = Long.parseLong(words[2]);
+        dfs.getFileSystem().setQuota(new org.apache.hadoop.fs.Path(words[1]), HdfsConstants.QUOTA_DONT_SET,
+            bytes < 0 ? HdfsConstants.QUOTA_RESET : bytes);
+        return "space quota of " + words[1] + " " + (bytes < 0 ? "removed" : "set to " + bytes);
+      }
+      default:
+        throw new IllegalArgumentException("unknown command (or wrong number of arguments): "
+            + String.join(" ", words));
     }
   }
 
   private void start() throws Exception {
     Configuration hdfsConf = new Configuration();
+    // A stopped DataNode is declared dead after 2 rechecks + 10 heartbeats: 10.5 minutes by default,
+    // during which the NameNode keeps placing new blocks on it. 1 s and 2 s make that 14 s, as a
+    // test can wait for.
+    hdfsConf.setLong(DFSConfigKeys.DFS_HEARTBEAT_INTERVAL_KEY, 1);
+    hdfsConf.setInt(DFSConfigKeys.DFS_NAMENODE_HEARTBEAT_RECHECK_INTERVAL_KEY, 2000);
     dfs = new MiniDFSCluster.Builder(hdfsConf, new File(options.baseDir, "hdfs"))
         .numDataNodes(options.dataNodes)
         .build();

@@ -1,0 +1,113 @@
+"""HDFS faults in the middle of a run, on the mini cluster (tests/minicluster's fault commands): the
+NameNode restarted between checkpoints and during a checkpoint write, a DataNode stopped during a
+checkpoint write (replication 2), then an HDFS space quota hit at a checkpoint. One digits run on
+local[2] barrier tasks with its run folder on HDFS meets them all in turn: the first three are ridden
+out by the run folder's bounded retries, the quota stops the run in one line, and `--resume` after the
+quota is raised finishes it, at the accuracy and with the records of a run that met nothing."""
+
+import json
+
+import pytest
+import torch
+from faults import FaultPlan, FaultsOnRequest
+from pyspark import cloudpickle
+
+import paused_writes
+from torchonspark.datasets import fs
+from torchonspark.sparkjobs import train_resnet
+from torchonspark.sparkjobs.cluster.launch import TrainingFailed
+from torchonspark.sparkjobs.cluster.supervisor import Supervisor
+from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
+from torchonspark.sparkjobs.engine.runfolder import RunFolder
+from torchonspark.sparkjobs.engine.stops import find_stop
+
+pytestmark = pytest.mark.hadoop
+
+EPOCHS, PER_EPOCH, SNAPSHOT = 20, 22, 100  # 440 iterations; checkpoints at 100, 200, 300, 400
+RUN = "/faults/run"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ship_by_value():
+    cloudpickle.register_pickle_by_value(paused_writes)
+    yield
+    cloudpickle.unregister_pickle_by_value(paused_writes)
+
+
+@pytest.fixture
+def cluster(hadoop_cluster):
+    """The session's mini cluster, given back to the other tests whole: its DataNode started and the
+    quota removed, whatever this test left."""
+    yield hadoop_cluster
+    for command in ("start-datanode", f"set-space-quota {RUN}/checkpoints -1"):
+        try:
+            hadoop_cluster.command(command)
+        except Exception:  # noqa: BLE001 (nothing to undo: the test did not get that far)
+            pass
+
+
+def recipe_file(folder):
+    text = open("conf/digits.yaml").read()
+    assert "snapshot: 200" in text
+    path = folder / "digits-snapshots.yaml"
+    path.write_text(text.replace("snapshot: 200", f"snapshot: {SNAPSHOT}"))
+    return path
+
+
+def newest_iteration(run: RunFolder) -> int | None:
+    return max((r["iteration"] for r in run.read_metrics() if "loss" in r), default=None)
+
+
+def test_namenode_restarts_and_a_lost_datanode_are_ridden_out_and_a_quota_stops_the_run_for_a_resume(
+        spark, digits_parquet, cluster, tmp_path, capsys):
+    data, _ = digits_parquet
+    url = cluster.hdfs_url + RUN
+    run = RunFolder(fs.resolve(url))
+    handshake = tmp_path / "handshake"
+    handshake.mkdir()
+    argv = ["--recipe", str(recipe_file(tmp_path)), "--data", str(data), "--output", url, "--workers", "2", "--epochs", str(EPOCHS)]
+    job = job_from_args(get_args_parser().parse_args(argv), threads=1, device="cpu")
+
+    in_flight = FaultsOnRequest(handshake, {100: lambda: cluster.command("restart-namenode"),
+                                            200: lambda: cluster.command("stop-datanode 1")})
+    between = FaultPlan(lambda: newest_iteration(run), [
+        (40, lambda: cluster.command("restart-namenode")),
+        (240, lambda: cluster.command("start-datanode")),
+        (320, lambda: cluster.command(f"set-space-quota {RUN}/checkpoints 1")),
+    ], window=40, deadline_s=600, poll_s=0.2)
+    in_flight.start()
+    between.start()
+    supervisor = Supervisor(spark, job, 2, use_gpu=False, stall_timeout_s=300, worker=paused_writes.pausing_checkpoints([100, 200], handshake))
+    with pytest.raises(TrainingFailed) as stopped:
+        supervisor.run()
+    in_flight.join(timeout=5)
+    between.join(timeout=5)
+    out = capsys.readouterr().out
+
+    assert [n for n, _ in in_flight.done] == [100, 200], in_flight.done
+    assert [what.split(" ", 1)[0] for _, what in between.done] == ["namenode", "datanode", "space"], between.done
+    assert supervisor.restarts == [], supervisor.restarts  # the NameNode and DataNode faults needed no relaunch
+    assert "retrying in" in out, out[-3000:]  # the faults were met, and ridden out
+
+    # The quota: one line naming it and the path, the run stopped (not relaunched), the last good checkpoint intact.
+    cause = stopped.value.cause
+    assert "\n" not in cause and stopped.value.stop["kind"] == "storage", cause
+    assert f"DiskSpace quota of {RUN}/checkpoints is exceeded" in cause and "--resume" in cause, cause
+    assert find_stop(out) is not None
+    names = [path.name for path in run.checkpoint_paths()]
+    assert names[-1] == "iter-00000300.pt", names
+    for path in run.checkpoint_paths():  # every checkpoint whole, the ones written through a fault included
+        assert torch.load(fs.resolve(path.url).fs.open_input_file(path.path), weights_only=True)["iteration"] == int(path.name[5:13])
+    assert not [info.base_name for info in fs.list_files(run.checkpoints) if info.base_name.endswith(".tmp")]
+
+    cluster.command(f"set-space-quota {RUN}/checkpoints -1")
+    assert train_resnet.main([*argv, "--resume"]) == 0
+
+    summary = run.read_summary()
+    assert summary["iterations"] == EPOCHS * PER_EPOCH and summary["val_top1"] >= 0.99, summary
+    records = run.read_metrics()
+    displayed = [r["iteration"] for r in records if "loss" in r]
+    assert displayed == list(range(20, EPOCHS * PER_EPOCH + 1, 20)), displayed  # each iteration once, in order
+    validated = [r["iteration"] for r in records if "val_top1" in r]
+    assert len(validated) == len(set(validated)) and validated[-1] == EPOCHS * PER_EPOCH, validated
+    assert json.loads(fs.resolve(f"{url}/job.json").read_bytes())["starts"][-1]["iteration"] == 300
