@@ -1,6 +1,7 @@
 """How long a 2-worker run takes to heal, per fault kind, and what the healing costs when nothing fails.
 
     .venv/bin/python benchmarks/recovery.py [--iterations 200] [--snapshot 50]
+    .venv/bin/python benchmarks/recovery.py --hdfs      (HDFS faults on the mini cluster: `make minicluster-jar`)
 
 Faults, each in its own run of the digits recipe on local[2] (`torchonspark train`, a real driver):
 a SIGKILL of rank 1's worker, and a SIGSTOP of rank 0's (a stall, found by the watchdog); and on
@@ -11,6 +12,12 @@ baseline is the same run without a fault (its whole duration), measured in the s
 
 Then the price of never losing more than a checkpoint interval: a checkpoint of ResNet-50 (the model
 and SGD's momentum, about 200 MB) written whole, with and without reading it back to verify it.
+
+With --hdfs, the seconds an HDFS fault costs a run whose folder is on the mini cluster (its NameNode
+and DataNodes in one JVM, replication 2): the same ResNet-50 checkpoint saved to HDFS with no fault
+(the baseline), with the NameNode restarted in the middle of the write, and with a DataNode stopped
+in the middle of it (each write retried whole by fs.retrying); and how long metrics.jsonl's appends,
+one every 0.1 s, are held up by a NameNode restart between checkpoints.
 """
 
 from __future__ import annotations
@@ -85,11 +92,7 @@ def train(data: Path, run: Path, iterations: int, snapshot: int, fault: tuple[in
 
 
 def checkpoint_seconds(verify: bool, repeats: int = 3) -> float:
-    net = load_model("resnet_50").build()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    net(torch.zeros(2, 3, 224, 224)).sum().backward()
-    optimizer.step()  # momentum buffers exist, as in a real checkpoint
-    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": 1}
+    state = resnet50_state()
     best = float("inf")
     with tempfile.TemporaryDirectory() as work:
         run = RunFolder(fs.resolve(work))
@@ -99,11 +102,74 @@ def checkpoint_seconds(verify: bool, repeats: int = 3) -> float:
             if verify:
                 run.save_checkpoint(state, repeat + 1, keep=1)
             else:  # what save_checkpoint did before: the same bytes, written whole, not read back
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                run.checkpoints.join(f"iter-{repeat + 1:08d}.pt").write_bytes_atomically(buffer.getvalue())
+                run.checkpoints.join(f"iter-{repeat + 1:08d}.pt").write_bytes_atomically(io_bytes(state))
             best = min(best, time.perf_counter() - started)
     return best
+
+
+def resnet50_state() -> dict:
+    net = load_model("resnet_50").build()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.zeros(2, 3, 224, 224)).sum().backward()
+    optimizer.step()  # momentum buffers exist, as in a real checkpoint
+    return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": 1}
+
+
+def hdfs_faults(work: Path) -> None:
+    """Seconds lost per HDFS fault, against the same write without one, on one mini cluster."""
+    from hadoop import MiniCluster
+
+    state = resnet50_state()
+
+    def save(run: RunFolder, iteration: int, fault: Callable[[], str] | None = None, after_s: float = 0.5) -> float:
+        injector = threading.Timer(after_s, fault) if fault else None
+        started = time.perf_counter()
+        if injector:
+            injector.start()
+        run.save_checkpoint(state, iteration, keep=1)
+        seconds = time.perf_counter() - started
+        if injector:
+            injector.join()
+        return seconds
+
+    with MiniCluster(work / "hadoop") as cluster:
+        run = RunFolder(fs.resolve(f"{cluster.hdfs_url}/bench/run"))
+        run.create()
+        plain = min(save(run, 1), save(run, 2))
+        namenode = save(run, 3, lambda: cluster.command("restart-namenode"))
+        datanode = save(run, 4, lambda: cluster.command("stop-datanode 1"))
+        cluster.command("start-datanode")
+        appends, stop = [], threading.Event()
+
+        def append() -> None:
+            while not stop.is_set():
+                run.append_metrics({"iteration": len(appends)})
+                appends.append(time.perf_counter())
+                time.sleep(0.1)
+
+        appender = threading.Thread(target=append)
+        appender.start()
+        time.sleep(1)
+        cluster.command("restart-namenode")
+        time.sleep(3)
+        stop.set()
+        appender.join()
+        held = max(b - a for a, b in zip(appends, appends[1:])) - 0.1
+        whole = [r["iteration"] for r in run.read_metrics()] == list(range(len(appends)))
+    print(f"ResNet-50 checkpoint ({len(io_bytes(state)) / 1e6:.0f} MB) to HDFS, replication 2, best of 2:")
+    print(f"no fault                                   {plain:6.2f} s")
+    print(f"NameNode restarted 0.5 s into the write    {namenode:6.2f} s   lost {namenode - plain:5.1f} s")
+    print(f"DataNode stopped 0.5 s into the write      {datanode:6.2f} s   lost {datanode - plain:5.1f} s")
+    print(f"ratio, NameNode restart / no fault         {namenode / plain:6.2f}")
+    print(f"ratio, DataNode lost / no fault            {datanode / plain:6.2f}")
+    print(f"metrics appends (every 0.1 s) held up by a NameNode restart between checkpoints: {held:.1f} s; "
+          f"{len(appends)} lines, each once: {whole}")
+
+
+def io_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def main() -> None:
@@ -111,7 +177,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--snapshot", type=int, default=50)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "torchonspark-bench")
+    parser.add_argument("--hdfs", action="store_true", help="only the HDFS faults, on the mini cluster")
     args = parser.parse_args()
+    if args.hdfs:
+        args.work.mkdir(parents=True, exist_ok=True)
+        hdfs_faults(args.work)
+        return
     data = digits_parquet(args.work)
     after = args.snapshot + args.snapshot // 2  # half an interval past a checkpoint: the expected loss
     runs = {}

@@ -132,14 +132,14 @@ class AppendedFile:
 
     def __init__(self, location: Location) -> None:
         self.location = location
-        self._known: bytes | None = None  # what the file holds (kept for HDFS only, read at the first append)
+        self._known: bytearray | None = None  # what the file holds (kept for HDFS only, read at the first append)
 
     def append(self, data: bytes) -> None:
         if self.location.is_local():
             self._append_once(data)
             return
         if self._known is None:
-            self._known = retrying(self.location, "reading", self._read_or_empty)
+            self._known = bytearray(retrying(self.location, "reading", self._read_or_empty))
         try:
             self._append_once(data)
         except (OSError, RuntimeError) as raised:
@@ -147,13 +147,13 @@ class AppendedFile:
             if not hdfs.is_transient(error):
                 raise error from None
             print(f"appending to {self.location.url}: {hdfs.first_line(error)}; writing it again whole", file=sys.stderr, flush=True)
-            self.location.write_bytes_atomically(self._known + data)
+            self.location.write_bytes_atomically(bytes(self._known) + data)
         self._known += data
 
     def replace(self, data: bytes) -> None:
         """The file's whole content, written atomically."""
         self.location.write_bytes_atomically(data)
-        self._known = None if self.location.is_local() else data
+        self._known = None if self.location.is_local() else bytearray(data)
 
     def _append_once(self, data: bytes) -> None:
         with self.location.fs.open_append_stream(self.location.path, compression=None) as stream:

@@ -133,22 +133,17 @@ def test_training_on_yarn_heals_a_lost_container_writes_the_whole_run_folder_to_
     assert "val top-1" in result.stdout and "final status" not in result.stdout  # the driver ran here (client mode)
 
 
-def test_cluster_mode_training_then_resume_from_the_hdfs_checkpoint(hadoop_cluster, converted, recipe, hdfs):
+def test_cluster_mode_training_with_urls_that_name_no_namenode(hadoop_cluster, converted, recipe, hdfs):
     # hdfs:/// (no NameNode in the URL): every process finds fs.defaultFS itself, the executors and
-    # the cluster-mode driver in the configuration Spark ships into their containers.
-    data, run = "hdfs:///data/digits-pq", "hdfs:///runs/resumed"
-    first = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", recipe.name, "--data", data, "--output", run,
-                              "--workers", "2", deploy_mode="cluster", files=(recipe,))
-    assert succeeded(first) and "final status: SUCCEEDED" in first.stderr, output_of(first)[-3000:]
+    # the cluster-mode driver in the configuration Spark ships into their containers. (A resume from
+    # an HDFS checkpoint: the relaunch in `trained`, and --resume in test_hdfs_faults.py.)
+    data, run = "hdfs:///data/digits-pq", "hdfs:///runs/cluster-mode"
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", recipe.name, "--data", data, "--output", run,
+                               "--workers", "2", deploy_mode="cluster", files=(recipe,))
+    assert succeeded(result) and "final status: SUCCEEDED" in result.stderr, output_of(result)[-3000:]
     assert json.loads(read(f"{run}/summary.json"))["iterations"] == 4
-    second = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", str(recipe), "--data", data, "--output", run,
-                               "--workers", "2", "--resume", "--max-iter", "8")
-    assert succeeded(second), output_of(second)[-3000:]
-    summary = json.loads(read(f"{run}/summary.json"))
-    assert (summary["iterations"], summary["resumed_from"]) == (8, 4)
     records = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
-    # Each display (every 2) and the validation that ends each run, once: none written twice by the resume.
-    assert [(r["iteration"], "loss" in r) for r in records] == [(2, True), (4, True), (4, False), (6, True), (8, True), (8, False)]
+    assert [(r["iteration"], "loss" in r) for r in records] == [(2, True), (4, True), (4, False)]
 
 
 def test_evaluate_and_features_read_the_model_and_data_from_hdfs(hadoop_cluster, trained, converted, hdfs):
@@ -182,7 +177,10 @@ def test_doctor_reports_yarns_free_resources_and_that_hdfs_answers(hadoop_cluste
 def test_more_workers_than_yarn_can_place_fail_in_seconds_and_leave_no_app_waiting(hadoop_cluster, converted, recipe, hdfs):
     started = time.monotonic()
     result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", str(recipe), "--data", converted,
-                               "--output", f"{hdfs}/runs/too-many", "--workers", "12", conf={"spark.executor.instances": "12"})
+                               "--output", f"{hdfs}/runs/too-many", "--workers", "12",
+                               # Spark's own wait for 80% of the executors (30 s by default) comes before the
+                               # job's first line; what is tested here is what the job does after it.
+                               conf={"spark.executor.instances": "12", "spark.scheduler.maxRegisteredResourcesWaitingTime": "3s"})
     assert result.returncode == 2, output_of(result)[-3000:]
     assert "12 barrier workers need 12 executors of 896 MB, 1 vcores; YARN gave this job" in result.stdout
     assert time.monotonic() - started < 120
