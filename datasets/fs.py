@@ -77,10 +77,19 @@ class Location:
 
     def write_bytes_atomically(self, data: bytes) -> None:
         """Write under a temporary name beside the target, then rename: readers never see half a file.
-        On HDFS a write that a restarting cluster broke is done again whole (``retrying``)."""
-        retrying(self, "writing", lambda: self._write_bytes_atomically_once(data))
+        On HDFS a write that a restarting cluster broke is done again whole (``retrying``), and the
+        temporary files of broken tries are removed once the cluster answers again."""
+        left: list[Location] = []
+        try:
+            retrying(self, "writing", lambda: self._write_bytes_atomically_once(data, left))
+        finally:
+            for temp in left:
+                try:
+                    retrying(temp, "removing", lambda temp=temp: temp.fs.delete_file(temp.path))
+                except (OSError, RuntimeError):  # gone already, or the storage is down for good: the write's error says so
+                    pass
 
-    def _write_bytes_atomically_once(self, data: bytes) -> None:
+    def _write_bytes_atomically_once(self, data: bytes, left: list[Location]) -> None:
         temp = self.parent().join(f".{self.name}.{uuid.uuid4().hex}.tmp")
         try:
             temp.write_bytes(data)
@@ -89,8 +98,8 @@ class Location:
             try:
                 if temp.exists():
                     temp.fs.delete_file(temp.path)
-            except (OSError, RuntimeError):  # the storage that failed the write may refuse this too
-                pass
+            except (OSError, RuntimeError):  # the storage that failed the write may refuse this too: later
+                left.append(temp)
             raise
 
     def write_text_atomically(self, text: str) -> None:

@@ -12,6 +12,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class MiniCluster:
         self.rm_address = None  # localhost:PORT of the ResourceManager, once started
         self._process = None
         self._received = b""  # what the cluster wrote on stdout after the last line read
+        self._commands = threading.Lock()  # one command and its answer at a time, from any thread
 
     def __enter__(self):
         self.start()
@@ -110,11 +112,12 @@ class MiniCluster:
     def command(self, line: str, timeout_s: float = 120.0) -> str:
         """Send one of the cluster's fault commands (MiniCluster.java: restart-namenode, stop-datanode I,
         start-datanode, set-space-quota PATH BYTES) and return its OK line; MiniClusterError otherwise."""
-        if self._process is None:
-            raise MiniClusterError("this mini cluster is not started")
-        self._process.stdin.write(line.encode() + b"\n")
-        self._process.stdin.flush()
-        reply = self._read_line(timeout_s, f"its answer to {line!r}")
+        with self._commands:
+            if self._process is None:
+                raise MiniClusterError("this mini cluster is not started")
+            self._process.stdin.write(line.encode() + b"\n")
+            self._process.stdin.flush()
+            reply = self._read_line(timeout_s, f"its answer to {line!r}")
         if not reply.startswith("OK "):
             raise MiniClusterError(f"the mini cluster refused {line!r}: {reply}")
         return reply[3:]

@@ -6,6 +6,10 @@ out by the run folder's bounded retries, the quota stops the run in one line, an
 quota is raised finishes it, at the accuracy and with the records of a run that met nothing."""
 
 import json
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
 
 import pytest
 import torch
@@ -23,7 +27,7 @@ from torchonspark.sparkjobs.engine.stops import find_stop
 
 pytestmark = pytest.mark.hadoop
 
-EPOCHS, PER_EPOCH, SNAPSHOT = 20, 22, 100  # 440 iterations; checkpoints at 100, 200, 300, 400
+EPOCHS, PER_EPOCH, SNAPSHOT = 20, 22, 100  # 440 iterations; checkpoints at 100, 200, 300, 400 and the last
 RUN = "/faults/run"
 
 
@@ -54,6 +58,24 @@ def recipe_file(folder):
     return path
 
 
+def restarting_namenode(cluster, started: list):
+    """A fault: the NameNode's restart started, returning once it no longer answers, so that the write
+    paused for it goes on against a NameNode that is down (the restart is joined by the test)."""
+    def fault():
+        restart = threading.Thread(target=cluster.command, args=("restart-namenode",))
+        restart.start()
+        started.append(restart)
+        port, deadline = urlsplit(cluster.hdfs_url).port, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("localhost", port), timeout=1).close()
+            except OSError:
+                return "namenode down"
+            time.sleep(0.02)
+        return "namenode still up after 30 s"
+    return fault
+
+
 def newest_iteration(run: RunFolder) -> int | None:
     return max((r["iteration"] for r in run.read_metrics() if "loss" in r), default=None)
 
@@ -68,12 +90,13 @@ def test_namenode_restarts_and_a_lost_datanode_are_ridden_out_and_a_quota_stops_
     argv = ["--recipe", str(recipe_file(tmp_path)), "--data", str(data), "--output", url, "--workers", "2", "--epochs", str(EPOCHS)]
     job = job_from_args(get_args_parser().parse_args(argv), threads=1, device="cpu")
 
-    in_flight = FaultsOnRequest(handshake, {100: lambda: cluster.command("restart-namenode"),
+    restarts = []
+    in_flight = FaultsOnRequest(handshake, {100: restarting_namenode(cluster, restarts),
                                             200: lambda: cluster.command("stop-datanode 1")})
     between = FaultPlan(lambda: newest_iteration(run), [
         (40, lambda: cluster.command("restart-namenode")),
         (240, lambda: cluster.command("start-datanode")),
-        (320, lambda: cluster.command(f"set-space-quota {RUN}/checkpoints 1")),
+        (420, lambda: cluster.command(f"set-space-quota {RUN}/checkpoints 1")),  # the last checkpoint meets it
     ], window=40, deadline_s=600, poll_s=0.2)
     in_flight.start()
     between.start()
@@ -82,12 +105,15 @@ def test_namenode_restarts_and_a_lost_datanode_are_ridden_out_and_a_quota_stops_
         supervisor.run()
     in_flight.join(timeout=5)
     between.join(timeout=5)
+    for restart in restarts:
+        restart.join(timeout=120)
     out = capsys.readouterr().out
 
-    assert [n for n, _ in in_flight.done] == [100, 200], in_flight.done
+    assert in_flight.done == [(100, "namenode down"), (200, "datanode 1 stopped")], in_flight.done
     assert [what.split(" ", 1)[0] for _, what in between.done] == ["namenode", "datanode", "space"], between.done
     assert supervisor.restarts == [], supervisor.restarts  # the NameNode and DataNode faults needed no relaunch
-    assert "retrying in" in out, out[-3000:]  # the faults were met, and ridden out
+    # The checkpoint write the restart broke was done again whole (a DataNode lost mid-write: completed on the other).
+    assert f"writing {url}/checkpoints/iter-00000100.pt: " in out, out[-3000:]
 
     # The quota: one line naming it and the path, the run stopped (not relaunched), the last good checkpoint intact.
     cause = stopped.value.cause
@@ -95,7 +121,7 @@ def test_namenode_restarts_and_a_lost_datanode_are_ridden_out_and_a_quota_stops_
     assert f"DiskSpace quota of {RUN}/checkpoints is exceeded" in cause and "--resume" in cause, cause
     assert find_stop(out) is not None
     names = [path.name for path in run.checkpoint_paths()]
-    assert names[-1] == "iter-00000300.pt", names
+    assert names[-1] == "iter-00000400.pt", names
     for path in run.checkpoint_paths():  # every checkpoint whole, the ones written through a fault included
         assert torch.load(fs.resolve(path.url).fs.open_input_file(path.path), weights_only=True)["iteration"] == int(path.name[5:13])
     assert not [info.base_name for info in fs.list_files(run.checkpoints) if info.base_name.endswith(".tmp")]
@@ -110,4 +136,4 @@ def test_namenode_restarts_and_a_lost_datanode_are_ridden_out_and_a_quota_stops_
     assert displayed == list(range(20, EPOCHS * PER_EPOCH + 1, 20)), displayed  # each iteration once, in order
     validated = [r["iteration"] for r in records if "val_top1" in r]
     assert len(validated) == len(set(validated)) and validated[-1] == EPOCHS * PER_EPOCH, validated
-    assert json.loads(fs.resolve(f"{url}/job.json").read_bytes())["starts"][-1]["iteration"] == 300
+    assert json.loads(fs.resolve(f"{url}/job.json").read_bytes())["starts"][-1]["iteration"] == 400
