@@ -16,13 +16,17 @@ os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 
 def pytest_collection_modifyitems(config, items):
     """Slow tests run only when the marker expression names them (`-m slow`): `-m e2e` or a plain run
-    leaves them out (a -m given on the command line would otherwise replace an addopts default)."""
-    if "slow" in (config.option.markexpr or ""):
-        return
-    slow = [item for item in items if item.get_closest_marker("slow")]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    leaves them out (a -m given on the command line would otherwise replace an addopts default). The
+    Hadoop tests run last, so that the mini cluster (started at their first use, stopped at the end of
+    the session) does not idle beside the rest of the suite."""
+    if "slow" not in (config.option.markexpr or ""):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    # Whole modules, as a module's fixtures would otherwise be set up twice; the sort is stable.
+    on_hadoop = {item.module for item in items if item.get_closest_marker("hadoop")}
+    items.sort(key=lambda item: item.module in on_hadoop)
 
 
 @pytest.fixture(scope="session")

@@ -147,14 +147,18 @@ def test_cluster_mode_training_with_urls_that_name_no_namenode(hadoop_cluster, c
 
 
 def test_evaluate_and_features_read_the_model_and_data_from_hdfs(hadoop_cluster, trained, converted, hdfs):
+    from concurrent.futures import ThreadPoolExecutor
+
     run, _, _ = trained
-    evaluation = spark_submit_yarn(hadoop_cluster, JOBS / "evaluate.py", "--model", f"{run}/model", "--data", converted,
-                                   "--output", f"{run}/eval.json")
+    with ThreadPoolExecutor(2) as pool:  # two apps at once: the cluster has room for both, and they mostly wait on YARN
+        evaluating = pool.submit(spark_submit_yarn, hadoop_cluster, JOBS / "evaluate.py", "--model", f"{run}/model",
+                                 "--data", converted, "--output", f"{run}/eval.json")
+        featuring = pool.submit(spark_submit_yarn, hadoop_cluster, JOBS / "features.py", "--model", f"{run}/model",
+                                "--data", converted, "--output", f"{run}/features", deploy_mode="cluster")
+        evaluation, features = evaluating.result(), featuring.result()
     assert succeeded(evaluation), output_of(evaluation)[-3000:]
     result = json.loads(read(f"{run}/eval.json"))
     assert result["images"] == 360 and result["top1"] == pytest.approx(json.loads(read(f"{run}/summary.json"))["val_top1"])
-    features = spark_submit_yarn(hadoop_cluster, JOBS / "features.py", "--model", f"{run}/model", "--data", converted,
-                                 "--output", f"{run}/features", deploy_mode="cluster")
     assert succeeded(features), output_of(features)[-3000:]
     parts = [info for info in fs.list_files(fs.resolve(f"{run}/features")) if info.base_name.endswith(".parquet")]
     import pyarrow.parquet as pq
