@@ -1,7 +1,7 @@
-"""A training worker whose rank 0 stops half-way through the checkpoint writes of given iterations
-(half the bytes sent to HDFS, the file open) until the test has injected a fault, then finishes them:
-a NameNode restart or a lost DataNode then meets a write in flight every time, not by luck of timing.
-Shipped to the barrier tasks by value (they import no test module)."""
+"""Checkpoint writes that stop half-way (half the bytes sent to HDFS, the file open) until the test has
+injected a fault, then finish: a NameNode restart or a lost DataNode then meets a write in flight
+every time, not by luck of timing. As a training worker whose rank 0 writes so (shipped to the
+barrier tasks by value: they import no test module), or patched into this process."""
 
 import os
 import re
@@ -22,21 +22,22 @@ def pausing_checkpoints(iterations: Iterable[int], handshake: Path, wait_s: floa
 
     def worker(job):
         if os.environ.get("RANK") == "0":
-            _pause_checkpoint_writes(set(iterations), Path(handshake), wait_s)
+            fs.Location.write_bytes = paused_write_bytes(fs.Location.write_bytes, iterations, Path(handshake), wait_s)
         return train_worker(job)
 
     return worker
 
 
-def _pause_checkpoint_writes(iterations: set, handshake: Path, wait_s: float) -> None:
-    write_bytes = fs.Location.write_bytes
+def paused_write_bytes(write_bytes: Callable, iterations: Iterable[int], handshake: Path, wait_s: float = 120) -> Callable:
+    """``fs.Location.write_bytes`` that pauses in checkpoint N's write, once for each N of iterations."""
+    waiting = set(iterations)
 
     def paused(location, data):
         match = CHECKPOINT_TEMP.match(location.name)
-        if match is None or int(match.group(1)) not in iterations:
+        if match is None or int(match.group(1)) not in waiting:
             return write_bytes(location, data)
         iteration = int(match.group(1))
-        iterations.discard(iteration)  # the write's retry goes straight through
+        waiting.discard(iteration)  # the write's retry goes straight through
         with location.fs.open_output_stream(location.path, compression=None) as stream:
             stream.write(data[: len(data) // 2])
             stream.flush()
@@ -46,4 +47,4 @@ def _pause_checkpoint_writes(iterations: set, handshake: Path, wait_s: float) ->
                 time.sleep(0.05)
             stream.write(data[len(data) // 2:])
 
-    fs.Location.write_bytes = paused
+    return paused

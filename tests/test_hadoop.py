@@ -88,14 +88,16 @@ def newest_iteration(run: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def trained(hadoop_cluster, converted, hdfs):
-    """The demo's recipe (conf/digits.yaml), shortened to 20 epochs (440 iterations), on 2 barrier tasks
-    in YARN executors, client mode, the run folder on HDFS. After the first checkpoint (iteration 200) the container of rank 1's executor is
-    killed (SIGKILL of its JVM, as a lost node or a preemption ends it): the run must go on by itself."""
+    """The demo's recipe (conf/digits.yaml), shortened to 10 epochs (220 iterations, a checkpoint every
+    100), on 2 barrier tasks in YARN executors, client mode, the run folder on HDFS. After the first
+    checkpoint (iteration 100) the container of rank 1's executor is killed (SIGKILL of its JVM, as a
+    lost node or a preemption ends it): the run must go on by itself."""
     run = f"{hdfs}/runs/digits"
-    faults = FaultPlan(lambda: newest_iteration(run), [(220, kill_executor_of_rank(1))], window=150, deadline_s=600, poll_s=0.3)
+    faults = FaultPlan(lambda: newest_iteration(run), [(120, kill_executor_of_rank(1))], window=80, deadline_s=600, poll_s=0.3)
     faults.start()
     result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--recipe", "digits",
-                               "--data", converted, "--output", run, "--workers", "2", "--epochs", "20")
+                               "--data", converted, "--output", run, "--workers", "2", "--epochs", "10",
+                               "--snapshot", "100")
     left = left_after(10)  # no torchrun or worker outlives the app by more than 10 s (YARN's containers too)
     faults.join(timeout=5)
     assert succeeded(result), output_of(result)[-3000:]
@@ -118,16 +120,16 @@ def test_training_on_yarn_heals_a_lost_container_writes_the_whole_run_folder_to_
     run, result, faults = trained
     summary = json.loads(read(f"{run}/summary.json"))
     assert len(faults) == 1 and faults[0][1].startswith("executor pid"), faults
-    assert [r["iteration"] for r in summary["restarts"]] == [200], summary["restarts"]
-    assert "relaunching from iteration 200" in read(f"{run}/train.log").decode()
-    assert (summary["world_size"], summary["iterations"], summary["device"]) == (2, 440, "cpu")
+    assert [r["iteration"] for r in summary["restarts"]] == [100], summary["restarts"]
+    assert "relaunching from iteration 100" in read(f"{run}/train.log").decode()
+    assert (summary["world_size"], summary["iterations"], summary["device"]) == (2, 220, "cpu")
     assert summary["val_top1"] >= 0.99, summary
     metrics = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
-    assert [m["iteration"] for m in metrics if "loss" in m] == list(range(20, 441, 20))  # none twice, none lost
+    assert [m["iteration"] for m in metrics if "loss" in m] == list(range(20, 221, 20))  # none twice, none lost
     assert metrics[-1]["val_top1"] == summary["val_top1"]
     assert read(f"{run}/plots/training.png")[:8] == b"\x89PNG\r\n\x1a\n"
     checkpoints = [info.base_name for info in fs.list_files(fs.resolve(f"{run}/checkpoints"))]
-    assert checkpoints == ["iter-00000200.pt", "iter-00000400.pt", "iter-00000440.pt"]  # every 200, the last 3 kept
+    assert checkpoints == ["iter-00000100.pt", "iter-00000200.pt", "iter-00000220.pt"]  # every 100 and the last, 3 kept
     assert {info.base_name for info in fs.list_files(fs.resolve(f"{run}/model"))} == {
         "weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2", "README.md"}
     assert "val top-1" in result.stdout and "final status" not in result.stdout  # the driver ran here (client mode)
