@@ -204,13 +204,13 @@ class _WrittenOnClose(io.BytesIO):
         super().close()
 
 
-# hdfs-native reports the NameNode's refusals as RuntimeError('RPCError("<Java class>", "<message and
-# Java stack>")'); the jobs say what went wrong in one line, so they become the OSError that fits.
-_RPC_ERROR = re.compile(r'RPCError\("([\w.$]+)", "(.*)', re.DOTALL)
 class QuotaExceeded(OSError):
     """An HDFS space or name quota refused a write (no retry helps: a person must raise the quota)."""
 
 
+# hdfs-native reports the NameNode's refusals as RuntimeError('RPCError("<Java class>", "<message and
+# Java stack>")'); the jobs say what went wrong in one line, so they become the OSError that fits.
+_RPC_ERROR = re.compile(r'RPCError\("([\w.$]+)", "(.*)', re.DOTALL)
 _OS_ERRORS = {
     "AccessControlException": PermissionError,
     "DSQuotaExceededException": QuotaExceeded,

@@ -27,6 +27,12 @@ class Diverged(TrainingStopped):
     kind = "diverged"
 
 
+class InputRefused(TrainingStopped):
+    """Bad data or arguments, found by the worker (its ValueError)."""
+
+    kind = "input"
+
+
 class StorageFull(TrainingStopped):
     """The run folder has no room (a full disk, an HDFS quota): a relaunch would fail at the same write."""
 

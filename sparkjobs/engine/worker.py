@@ -49,7 +49,7 @@ from torchonspark.sparkjobs.engine.optimizer import sgd
 from torchonspark.sparkjobs.engine.processexit import end_without_finalizing, exit_status
 from torchonspark.sparkjobs.engine.recipe import schedule
 from torchonspark.sparkjobs.engine.scoring import count_hits
-from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, StorageFull, TrainingStopped, stop_line
+from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, InputRefused, StorageFull, TrainingStopped, stop_line
 from torchonspark.sparkjobs.engine.tensorboard import TrainingBoard, run_hparams
 from torchonspark.sparkjobs.engine.tracking import RunTracker, run_params
 
@@ -79,31 +79,37 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
             # the export was seen to abort (SIGABRT) at exit.
             dist.barrier()
             return summary
-        except (TrainingStopped, ValueError, OSError) as error:
-            if isinstance(error, OSError) and not fs.out_of_space(error):
-                output.extend(traceback.format_exc().splitlines())  # a storage failure a relaunch may get past
+        except Exception as error:  # noqa: BLE001 (sorted below: a stop in one line, anything else raised on)
+            stop = _as_stop(error, job)
+            if stop is None:
+                output.extend(traceback.format_exc().splitlines())  # Python prints it too, as the process ends
                 _leave_rank_log(job, rank, output)
                 raise
-            if isinstance(error, OSError):
-                error = StorageFull(f"the run folder {job.output.url} has no room: {first_line(error)}; free space or "
-                                    "raise the quota, then run again with --resume")
-            kind = error.kind if isinstance(error, TrainingStopped) else "input"
-            print(stop_line(kind, str(error), rank, trainer.iteration if trainer else None), flush=True)  # for the driver
-            output.append(f"rank {rank}: {error}")
+            print(stop_line(stop.kind, str(stop), rank, trainer.iteration if trainer else None), flush=True)  # for the driver
+            output.append(f"rank {rank}: {stop}")
             _leave_rank_log(job, rank, output)
-            print(f"rank {rank}: {error}", file=sys.stderr, flush=True)  # for a person (the last line under torchrun)
+            print(f"rank {rank}: {stop}", file=sys.stderr, flush=True)  # for a person (the last line under torchrun)
             exit_status(STOP_EXIT_STATUS)
             raise SystemExit(STOP_EXIT_STATUS) from None
-        except Exception:
-            output.extend(traceback.format_exc().splitlines())  # Python prints it too, as the process ends
-            _leave_rank_log(job, rank, output)
-            raise
         finally:
             if trainer is not None:
                 trainer.close_board()
                 trainer.close_tracker()
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _as_stop(error: Exception, job: TrainJob) -> TrainingStopped | None:
+    """The failure as one a relaunch would repeat (stops.py), or None: divergence and the like, bad
+    data or arguments (a ValueError), a run folder without room."""
+    if isinstance(error, TrainingStopped):
+        return error
+    if isinstance(error, ValueError):
+        return InputRefused(str(error))
+    if isinstance(error, OSError) and fs.out_of_space(error):
+        return StorageFull(f"the run folder {job.output.url} has no room: {first_line(error)}; free space or raise the "
+                           "quota, then run again with --resume")
+    return None
 
 
 @contextmanager
