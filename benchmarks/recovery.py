@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/recovery.py [--iterations 200] [--snapshot 50]
     .venv/bin/python benchmarks/recovery.py --hdfs      (HDFS faults on the mini cluster: `make minicluster-jar`)
+    .venv/bin/python benchmarks/recovery.py --yarn      (a lost container on the mini cluster's YARN)
 
 Faults, each in its own run of the digits recipe on local[2] (`torchonspark train`, a real driver):
 a SIGKILL of rank 1's worker, and a SIGSTOP of rank 0's (a stall, found by the watchdog); and on
@@ -18,6 +19,12 @@ and DataNodes in one JVM, replication 2): the same ResNet-50 checkpoint saved to
 (the baseline), with the NameNode restarted in the middle of the write, and with a DataNode stopped
 in the middle of it (each write retried whole by fs.retrying); and how long metrics.jsonl's appends,
 one every 0.1 s, are held up by a NameNode restart between checkpoints.
+
+With --yarn, a lost YARN container: the digits recipe for 10 epochs on 2 executors of the mini
+cluster (spark-submit, client mode), the executor JVM of rank 1 killed after the checkpoint at 100;
+seconds from the kill to the run's first new iteration, with Spark's default barrier slot check (a
+barrier stage without enough free slots is checked again every 15 s) as the baseline, against the
+1 s check the jobs set (sparkjobs/cluster/session.py).
 """
 
 from __future__ import annotations
@@ -166,6 +173,52 @@ def hdfs_faults(work: Path) -> None:
           f"{len(appends)} lines, each once: {whole}")
 
 
+def yarn_lost_container(work: Path, data: Path) -> None:
+    """Seconds from a killed executor container to the first new iteration, Spark's barrier check
+    interval against the jobs' own, on one mini cluster."""
+    from hadoop import MiniCluster, put_tree, spark_submit_yarn
+
+    with MiniCluster(work / "hadoop") as cluster:
+        put_tree(data, f"{cluster.hdfs_url}/data/digits")
+        results = {}
+        for name, interval in (("Spark's default (15 s)", "15s"), ("the jobs' (1 s)", "1s")):
+            run = RunFolder(fs.resolve(f"{cluster.hdfs_url}/runs/{interval}"))
+            faulted: dict = {}
+
+            def inject(run: RunFolder = run, faulted: dict = faulted) -> None:
+                deadline = time.monotonic() + 600
+                kill = kill_executor_of_rank(1)
+                while time.monotonic() < deadline:
+                    try:
+                        shown = [r["iteration"] for r in run.read_metrics() if "loss" in r]
+                    except (OSError, ValueError):
+                        shown = []
+                    if shown and shown[-1] >= 120 and kill() is not None:
+                        faulted["time"] = time.time()
+                        return
+                    time.sleep(0.2)
+
+            injector = threading.Thread(target=inject, daemon=True)
+            injector.start()
+            started = time.monotonic()
+            result = spark_submit_yarn(cluster, Path(__file__).resolve().parents[1] / "sparkjobs" / "train_resnet.py",
+                                       "--recipe", "digits", "--data", f"{cluster.hdfs_url}/data/digits", "--output", run.root.url,
+                                       "--workers", "2", "--epochs", "10", "--snapshot", "100",
+                                       conf={"spark.scheduler.barrier.maxConcurrentTasksCheck.interval": interval})
+            seconds = time.monotonic() - started
+            if result.returncode != 0 or "time" not in faulted:
+                raise SystemExit(f"the run with a {interval} check failed:\n{(result.stdout + result.stderr)[-3000:]}")
+            records = run.read_metrics()
+            restart = next(r for r in records if r.get("event") == "restart")
+            first_new = min(r["time"] for r in records if "loss" in r and r["time"] > restart["time"])
+            results[name] = (seconds, first_new - faulted["time"])
+    print("digits recipe, 10 epochs on 2 YARN executors (mini cluster), rank 1's executor killed after iteration 120")
+    for name, (seconds, recovery) in results.items():
+        print(f"barrier check {name:24s} app {seconds:6.1f} s   kill -> first new iteration {recovery:5.1f} s")
+    (default, _), (ours, _) = results.values()
+    print(f"ratio, app with the 1 s check / with the 15 s check   {ours / default:5.2f}")
+
+
 def io_bytes(state: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -178,10 +231,15 @@ def main() -> None:
     parser.add_argument("--snapshot", type=int, default=50)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "torchonspark-bench")
     parser.add_argument("--hdfs", action="store_true", help="only the HDFS faults, on the mini cluster")
+    parser.add_argument("--yarn", action="store_true", help="only a lost container on the mini cluster's YARN")
     args = parser.parse_args()
-    if args.hdfs:
+    if args.hdfs or args.yarn:
         args.work.mkdir(parents=True, exist_ok=True)
-        hdfs_faults(args.work)
+        with tempfile.TemporaryDirectory(dir=args.work) as work:
+            if args.hdfs:
+                hdfs_faults(Path(work))
+            else:
+                yarn_lost_container(Path(work), digits_parquet(args.work))
         return
     data = digits_parquet(args.work)
     after = args.snapshot + args.snapshot // 2  # half an interval past a checkpoint: the expected loss

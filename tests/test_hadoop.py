@@ -3,7 +3,7 @@ ResourceManager and 2 NodeManagers offering yarn.io/gpu), apps started with spar
 as a user starts them, data and outputs on hdfs://, read back through the project's own HDFS client
 (hdfs-native). Success is judged from what the apps wrote, not from spark-submit's status alone.
 
-Run alone with `pytest -m hadoop` (about 6 minutes on 2 cores, the cluster's start included).
+Run alone with `pytest -m hadoop` (about 7 minutes on 2 cores with tests/test_hdfs_faults.py, the cluster's start included).
 """
 
 import json

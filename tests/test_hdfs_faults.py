@@ -97,7 +97,7 @@ def test_namenode_restarts_are_ridden_out_and_a_quota_stops_the_run_for_a_resume
     in_flight = FaultsOnRequest(handshake, {100: restarting_namenode(cluster, restarts),
                                             150: lambda: cluster.command(f"set-space-quota {RUN}/checkpoints 1")})
     between = FaultPlan(lambda: newest_iteration(run), [(20, lambda: cluster.command("restart-namenode"))],
-                        window=20, deadline_s=600, poll_s=0.1)
+                        window=30, deadline_s=600, poll_s=0.1)  # at 20 or 40: before the checkpoint at 50
     in_flight.start()
     between.start()
     supervisor = Supervisor(spark, job, 2, use_gpu=False, stall_timeout_s=300, worker=paused_writes.pausing_checkpoints([100, 150], handshake))
