@@ -16,12 +16,6 @@ from torchonspark.sparkjobs.cluster.yarn import check_resource_manager
 
 DEFAULT_MASTER = "local[*]"
 PROGRESS_BAR = "spark.ui.showConsoleProgress"
-# A barrier stage submitted while the cluster has too few free slots is checked again every 15 s, 40
-# times, by default: a relaunch after a lost executor (submitted once the replacement has registered,
-# while the lost one's slots may still be counted) waited 15 s for nothing. Every second instead, for
-# as long in all (10 minutes).
-BARRIER_SLOT_CHECK = {"spark.scheduler.barrier.maxConcurrentTasksCheck.interval": "1s",
-                      "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": "600"}
 
 
 def launched_by_spark_submit() -> bool:
@@ -80,9 +74,6 @@ def get_spark(app_name: str, master: str | None = None, config: Mapping[str, str
         # Spark draws its stage progress bar with carriage returns: a console shows it, a log file
         # or a pipe would keep every frame.
         builder = builder.config(PROGRESS_BAR, str(sys.stderr.isatty()).lower())
-    for key, value in BARRIER_SLOT_CHECK.items():
-        if submitted is None or not submitted.contains(key):  # what the user gave spark-submit wins
-            builder = builder.config(key, value)
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
