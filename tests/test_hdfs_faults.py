@@ -23,6 +23,7 @@ from torchonspark.datasets import fs
 from torchonspark.sparkjobs import train_resnet
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed
 from torchonspark.sparkjobs.cluster.supervisor import Supervisor
+from torchonspark.sparkjobs.engine.checkpoint import load_tensors
 from torchonspark.sparkjobs.engine.job import get_args_parser, job_from_args
 from torchonspark.sparkjobs.engine.runfolder import RunFolder
 from torchonspark.sparkjobs.engine.stops import find_stop
@@ -122,7 +123,7 @@ def test_namenode_restarts_are_ridden_out_and_a_quota_stops_the_run_for_a_resume
     names = [path.name for path in run.checkpoint_paths()]
     assert names[-1] == "iter-00000150.pt", names
     for path in run.checkpoint_paths():  # every checkpoint whole, the ones written through a fault included
-        assert torch.load(fs.resolve(path.url).fs.open_input_file(path.path), weights_only=True)["iteration"] == int(path.name[5:13])
+        assert load_tensors(path)["iteration"] == int(path.name[5:13])
     assert not [info.base_name for info in fs.list_files(run.checkpoints) if info.base_name.endswith(".tmp")]
 
     cluster.command(f"set-space-quota {RUN}/checkpoints -1")
