@@ -59,7 +59,9 @@ gpu-check-data: check-java $(STAMP)
 # build/spark-minicluster.conf, prints its ready line and the HADOOP_CONF_DIR to export, and runs
 # until Ctrl-C or SIGTERM. It ignores stdin, so `make minicluster &` works too (a background job that
 # read the terminal would be stopped). Every start is a fresh, empty cluster (data and logs under
-# build/minicluster/).
+# build/minicluster/). `make minicluster SECURE=1` Kerberizes both (a KDC, Kerberos on every RPC, wire
+# encryption, delegation tokens): it also writes krb5.conf, the user's keytab and a ticket cache (krb5cc)
+# to build/hadoop-conf/, so that no kinit is needed (see README, Try it on this machine).
 # Maven builds it once and records the classpath; it then starts with plain java, with no Maven (and
 # no network) at run time. The classpath argfile is the stamp: written last, so that a failed build
 # leaves none and the next make retries.
@@ -68,7 +70,7 @@ minicluster: check-java $(STAMP) $(MINICLUSTER_STAMP)
 	$(VPY) tests/hadoop.py --spark-properties build/spark-minicluster.conf
 	@echo "spark-submit --properties-file build/spark-minicluster.conf runs an app on it (see README, Running on YARN)"
 	java @$(MINICLUSTER)/jvm.options @$(MINICLUSTER_STAMP) torchonspark.minicluster.MiniCluster \
-		--conf-dir $(abspath build/hadoop-conf) --base-dir $(abspath build/minicluster) --ignore-stdin
+		--conf-dir $(abspath build/hadoop-conf) --base-dir $(abspath build/minicluster) --ignore-stdin $(if $(SECURE),--secure)
 
 minicluster-jar: $(MINICLUSTER_STAMP)
 

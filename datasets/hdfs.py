@@ -3,7 +3,9 @@
 The default client is hdfs-native, a Rust implementation of HDFS's protocol with an fsspec
 filesystem: no JVM, no libhdfs.so, no CLASSPATH. It reads ``HADOOP_CONF_DIR`` (``fs.defaultFS``, HA
 name services, viewfs mount tables) and uses Kerberos and the delegation tokens YARN gives its
-containers (``HADOOP_TOKEN_FILE_LOCATION``). pyarrow sees it through ``PyFileSystem``.
+containers (``HADOOP_TOKEN_FILE_LOCATION``). On a Kerberized cluster each process checks, before it
+connects, that it has one or the other (``kerberos.usable_credentials``): hdfs-native alone fails late
+and unclearly without. pyarrow sees it through ``PyFileSystem``.
 
 pyarrow's own libhdfs client (JNI: ``JAVA_HOME``, ``HADOOP_HOME``, ``ARROW_LIBHDFS_DIR``, a Hadoop
 ``CLASSPATH`` in every process) stays selectable with ``TORCHONSPARK_HDFS_CLIENT=libhdfs``, for what
@@ -23,6 +25,8 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+from . import kerberos
 
 CLIENT_VARIABLE = "TORCHONSPARK_HDFS_CLIENT"
 HDFS_NATIVE = "hdfs-native"
@@ -54,16 +58,21 @@ def hadoop_conf_dir(env: Mapping[str, str] = os.environ) -> str | None:
     return str(SPARK_SHIPPED_HADOOP_CONF.resolve()) if SPARK_SHIPPED_HADOOP_CONF.is_dir() else None
 
 
-def configured_keys(conf_dir: str | None) -> set[str]:
-    """The property names set in a Hadoop configuration folder's core-site.xml and hdfs-site.xml."""
-    keys: set[str] = set()
+def configured_properties(conf_dir: str | None) -> dict[str, str]:
+    """The properties set in a Hadoop configuration folder's core-site.xml and hdfs-site.xml."""
+    properties: dict[str, str] = {}
     for name in SITE_FILES if conf_dir else ():
         try:
             root = ElementTree.parse(Path(conf_dir) / name).getroot()
         except (OSError, ElementTree.ParseError):
             continue
-        keys |= {(prop.findtext("name") or "").strip() for prop in root.iter("property")}
-    return keys
+        properties.update({(prop.findtext("name") or "").strip(): (prop.findtext("value") or "").strip() for prop in root.iter("property")})
+    return properties
+
+
+def configured_keys(conf_dir: str | None) -> set[str]:
+    """The property names set in a Hadoop configuration folder's core-site.xml and hdfs-site.xml."""
+    return set(configured_properties(conf_dir))
 
 
 def client_options(env: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -295,8 +304,17 @@ class _FsspecFactory:
         conf_dir = hadoop_conf_dir()
         if conf_dir and not os.environ.get("HADOOP_CONF_DIR"):
             os.environ["HADOOP_CONF_DIR"] = conf_dir  # where hdfs-native looks for it
+        host, port = self.host, self.port
+        properties = configured_properties(conf_dir)
+        # Checked here, in the process that connects (an executor, with its container's tokens).
+        if self.scheme == "hdfs" and kerberos.security_enabled(properties):
+            if not host:  # hdfs:/// is the default file system's NameNode (an HA name service has no port)
+                default = urlsplit(properties.get("fs.defaultFS", ""))
+                host, port = default.hostname, default.port
+            if host:
+                host = kerberos.usable_credentials(host, port, conf_dir)
         # Not from fsspec's instance cache: a forked child clears it, which would drop (and hang on)
         # the parent's clients; each filesystem here is held by its own handler instead.
-        filesystem = _fsspec_class(self.scheme)(host=self.host, port=self.port, skip_instance_cache=True, **client_options())
+        filesystem = _fsspec_class(self.scheme)(host=host, port=port, skip_instance_cache=True, **client_options())
         filesystem.client = _TranslatingClient(filesystem.client)
         return filesystem

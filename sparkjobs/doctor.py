@@ -17,10 +17,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from torchonspark.datasets import fs, hdfs
+from torchonspark.datasets import fs, hadooptokens, hdfs, kerberos
 from torchonspark.datasets.hdfs import first_line
 from torchonspark.sparkjobs.cluster.preflight import (
     Check,
@@ -128,6 +129,36 @@ def check_hdfs_answers(env: Mapping[str, str]) -> Check | None:
     return Check("hdfs", True, f"{default_fs} answers")
 
 
+def check_kerberos(env: Mapping[str, str]) -> Check | None:
+    """Whether the client configuration asks for Kerberos, and what this process would authenticate to
+    HDFS with: its delegation tokens (in a YARN container) or its ticket (principal, expiry). None
+    without a Hadoop configuration."""
+    conf_dir = hdfs.hadoop_conf_dir(env)
+    if not conf_dir:
+        return None
+    if not kerberos.security_enabled(hdfs.configured_properties(conf_dir)):
+        return Check("kerberos", True, f"off ({conf_dir}/core-site.xml asks for simple authentication)")
+    token_file = env.get(kerberos.TOKEN_FILE_VARIABLE)
+    if token_file:
+        try:
+            tokens = hadooptokens.read_tokens(token_file)
+        except (OSError, ValueError) as error:
+            return Check("kerberos", False, f"the delegation tokens in {token_file} cannot be read: {error}",
+                         "run the job through spark-submit on the cluster, which gives its containers their tokens")
+        kinds = ", ".join(sorted(f"{token.kind} for {token.service}" for token in tokens)) or "none"
+        return Check("kerberos", True, f"on; delegation tokens in {token_file}: {kinds}")
+    try:
+        ticket = kerberos.current_ticket()
+    except kerberos.TicketExpired:
+        return Check("kerberos", False, "on, and this process's ticket has expired", kerberos.KINIT_HINT)
+    except kerberos.KerberosUnavailable as error:
+        return Check("kerberos", False, f"on, and this process has no ticket: {error}", kerberos.KINIT_HINT)
+    if ticket.seconds_left <= 0:
+        return Check("kerberos", False, f"on, and the ticket of {ticket.principal} has expired", kerberos.KINIT_HINT)
+    expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + ticket.seconds_left))
+    return Check("kerberos", True, f"on; ticket of {ticket.principal}, valid until {expires}")
+
+
 def check_hdfs_environment(env: Mapping[str, str]) -> Check:
     """What pyarrow's libhdfs needs in every process that reads hdfs:// (driver and executors)."""
     missing = [name for name in ("JAVA_HOME", "HADOOP_HOME") if not env.get(name)]
@@ -181,6 +212,8 @@ def machine_checks(env: Mapping[str, str], data: str | None, master: str | None,
     checks = [java] + check_versions(installed_versions())  # pyspark's version is Spark's
     needs_conf = master == "yarn" or (data or "").startswith(("hdfs:///", "viewfs:///"))
     checks += [check_hdfs_client(env), check_hadoop_conf(env, needs_conf)]
+    security = check_kerberos(env)
+    checks += [security] if security is not None else []
     answers = check_hdfs_answers(env)
     checks += [answers] if answers is not None else []
     if data is not None:

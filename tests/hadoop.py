@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,25 @@ class MiniClusterError(RuntimeError):
     """The mini cluster could not be started: the message says why and ends with its stderr."""
 
 
+@dataclass(frozen=True)
+class Kerberos:
+    """What a client of a secure mini cluster needs: the KDC's krb5.conf, the user's principal and
+    keytab, and a ticket cache the cluster filled for that principal (no kinit needed)."""
+
+    krb5_conf: Path
+    principal: str
+    keytab: Path
+    ticket_cache: Path
+
+
 class MiniCluster:
     """One mini cluster: HDFS (2 DataNodes) and YARN (2 NodeManagers, each offering nm_gpus of
     yarn.io/gpu) under work_dir: conf/ (the HADOOP_CONF_DIR of clients), data/ (HDFS blocks, container
-    folders and logs, minicluster.log) and minicluster.stderr."""
+    folders and logs, minicluster.log) and minicluster.stderr.
+
+    secure=True Kerberizes both (MiniCluster.java's --secure: Kerberos on every RPC, wire encryption,
+    delegation tokens for the apps); ``kerberos`` then says what clients need, and ``env()`` gives it
+    to them."""
 
     def __init__(
         self,
@@ -41,6 +57,9 @@ class MiniCluster:
         nm_memory_mb: int = 4096,
         nm_vcores: int = 4,
         nm_gpus: int = 2,
+        secure: bool = False,
+        token_renew_s: int | None = None,
+        token_max_lifetime_s: int | None = None,
         start_timeout_s: float = 120.0,
         stop_timeout_s: float = 60.0,
     ):
@@ -49,6 +68,14 @@ class MiniCluster:
         self.data_dir = self.work_dir / "data"
         self.stderr_path = self.work_dir / "minicluster.stderr"
         self.flags = ["--nm-memory-mb", str(nm_memory_mb), "--nm-vcores", str(nm_vcores), "--nm-gpus", str(nm_gpus)]
+        if secure:
+            self.flags.append("--secure")
+            if token_renew_s is not None:
+                self.flags += ["--token-renew-s", str(token_renew_s)]
+            if token_max_lifetime_s is not None:
+                self.flags += ["--token-max-lifetime-s", str(token_max_lifetime_s)]
+        self.secure = secure
+        self.kerberos: Kerberos | None = None  # once a secure cluster is started
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.hdfs_url = None  # hdfs://localhost:PORT, once started
@@ -70,6 +97,8 @@ class MiniCluster:
         env = dict(os.environ if base is None else base)
         env["HADOOP_CONF_DIR"] = str(self.conf_dir)
         env["YARN_CONF_DIR"] = str(self.conf_dir)
+        if self.kerberos is not None:
+            env.update(kerberos_env(self.kerberos, self.kerberos.ticket_cache, env))
         return env
 
     def start(self) -> None:
@@ -97,6 +126,13 @@ class MiniCluster:
             raise
         self.hdfs_url = fields["hdfs"]
         self.rm_address = fields["rm"]
+        if self.secure:
+            self.kerberos = Kerberos(Path(fields["krb5conf"]), fields["principal"], Path(fields["keytab"]), Path(fields["ccache"]))
+
+    def kinit(self, name: str, ticket_cache: Path, lifetime_s: int) -> None:
+        """Write a ticket cache for principal name (made on first use) whose ticket is valid lifetime_s
+        seconds (a secure cluster's `kinit` command)."""
+        self.command(f"kinit {name} {ticket_cache} {lifetime_s}")
 
     def _wait_for_ready_line(self) -> dict:
         """READY hdfs=URL rm=HOST:PORT -> {"hdfs": URL, "rm": HOST:PORT}."""
@@ -105,13 +141,14 @@ class MiniCluster:
         if not words or words[0] != "READY":
             raise MiniClusterError(self._failure(f"wrote {line!r} instead of its ready line"))
         fields = dict(word.split("=", 1) for word in words[1:] if "=" in word)
-        if not {"hdfs", "rm"} <= fields.keys():
+        if not ({"hdfs", "rm"} | ({"krb5conf", "principal", "keytab", "ccache"} if self.secure else set())) <= fields.keys():
             raise MiniClusterError(self._failure(f"wrote an incomplete ready line {line!r}"))
         return fields
 
     def command(self, line: str, timeout_s: float = 120.0) -> str:
-        """Send one of the cluster's fault commands (MiniCluster.java: restart-namenode, stop-datanode I,
-        start-datanode, set-space-quota PATH BYTES) and return its OK line; MiniClusterError otherwise."""
+        """Send one of the cluster's commands (MiniCluster.java: restart-namenode, stop-datanode I,
+        start-datanode, set-space-quota PATH BYTES, kinit NAME FILE SECONDS) and return its OK line;
+        MiniClusterError otherwise."""
         with self._commands:
             if self._process is None:
                 raise MiniClusterError("this mini cluster is not started")
@@ -174,11 +211,32 @@ class MiniCluster:
             process.stdout.close()
 
 
+def kerberos_env(kerberos: Kerberos, ticket_cache: Path, base: dict) -> dict:
+    """The variables that point native clients (hdfs-native's GSSAPI) and Java ones (spark-submit's
+    JVM, which ignores KRB5_CONFIG) at the mini cluster's KDC and at a ticket cache."""
+    java_option = f"-Djava.security.krb5.conf={kerberos.krb5_conf}"
+    submit_opts = base.get("SPARK_SUBMIT_OPTS", "")
+    return {
+        "KRB5_CONFIG": str(kerberos.krb5_conf),
+        "KRB5CCNAME": str(ticket_cache),  # a path is a FILE: cache to both MIT and Java
+        "SPARK_SUBMIT_OPTS": submit_opts if java_option in submit_opts else f"{submit_opts} {java_option}".strip(),
+    }
+
+
 @pytest.fixture(scope="session")
 def hadoop_cluster(tmp_path_factory):
-    """HDFS and YARN for the whole session (started at first use, about 10 s), stopped at its end."""
-    with MiniCluster(tmp_path_factory.mktemp("hadoop")) as cluster:
-        yield cluster
+    """HDFS and YARN for the whole session (started at first use, about 10 s), stopped at its end.
+    Kerberized, as the clusters that hold such data are: every Hadoop test runs with Kerberos, wire
+    encryption and delegation tokens. While it runs, this process's environment points at it (its
+    configuration, its KDC and the user's ticket cache), as a user's shell on a gateway host would."""
+    with MiniCluster(tmp_path_factory.mktemp("hadoop"), secure=True) as cluster:
+        saved = dict(os.environ)
+        os.environ.update(cluster.env())
+        try:
+            yield cluster
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 SPARK_JARS = Path(__import__("pyspark").__file__).parent / "jars"
@@ -209,8 +267,9 @@ def yarn_properties(python: str) -> dict:
 
 def spark_submit_yarn(cluster: MiniCluster, app: Path, *args: str, deploy_mode: str = "client", conf: dict | None = None,
                       files: tuple = (), python: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """spark-submit --master yarn of one app, bounded in time. spark-submit merges the Python driver's
-    stderr into its stdout; in cluster mode the driver's output stays in the AM container's log."""
+    """spark-submit --master yarn of one app, bounded in time, with env's variables set over the
+    cluster's environment. spark-submit merges the Python driver's stderr into its stdout; in cluster
+    mode the driver's output stays in the AM container's log."""
     import sys
 
     python = python or sys.executable
@@ -221,8 +280,7 @@ def spark_submit_yarn(cluster: MiniCluster, app: Path, *args: str, deploy_mode: 
     if files:
         command += ["--files", ",".join(map(str, files))]
     command += [str(app), *args]
-    environment = cluster.env(env)
-    environment["PYSPARK_PYTHON"] = python
+    environment = {**cluster.env(), **(env or {}), "PYSPARK_PYTHON": python}
     try:
         return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=YARN_APP_TIMEOUT_S)
     except subprocess.TimeoutExpired as expired:

@@ -178,6 +178,8 @@ def test_doctor_reports_yarns_free_resources_and_that_hdfs_answers(hadoop_cluste
     assert any(line.startswith(f"ok   hdfs: {hadoop_cluster.hdfs_url} answers") for line in lines), lines
     assert any(line.startswith("ok   hdfs client: hdfs-native") for line in lines), lines
     assert any(line.startswith("ok   YARN room:") for line in lines), lines
+    principal = hadoop_cluster.kerberos.principal
+    assert any(line.startswith(f"ok   kerberos: on; ticket of {principal}, valid until ") for line in lines), lines
 
 
 def test_more_workers_than_yarn_can_place_fail_in_seconds_and_leave_no_app_waiting(hadoop_cluster, converted, recipe, hdfs):
@@ -194,7 +196,7 @@ def test_more_workers_than_yarn_can_place_fail_in_seconds_and_leave_no_app_waiti
     assert [app for app in yarn_applications(hadoop_cluster) if app[1] in ("ACCEPTED", "RUNNING", "SUBMITTED", "NEW")] == []
 
 
-def test_each_barrier_task_gets_its_own_gpu_from_yarn(hadoop_cluster, hdfs):
+def test_each_barrier_task_gets_its_own_gpu_from_yarn_and_reaches_hdfs_with_its_containers_tokens(hadoop_cluster, hdfs):
     # Training itself stays on CPU (no GPU here); the plumbing is YARN's: each executor container gets
     # one yarn.io/gpu, the discovery script names it, TorchDistributor hands it to its task.
     result = spark_submit_yarn(hadoop_cluster, REPO / "tests" / "jobs" / "yarn_gpu_job.py", f"{hdfs}/gpu-check",
@@ -208,6 +210,12 @@ def test_each_barrier_task_gets_its_own_gpu_from_yarn(hadoop_cluster, hdfs):
     assert [(r["visible"], r["index"]) for r in ranks] == [(["0"], 0), (["0"], 0)]
     assert len({r["container"] for r in ranks}) == 2  # two executors, each with its own device 0
     assert [c["gpus"] for c in outcome["containers"]] == [0, 1, 1]  # the AM none, each executor one
+    # On the Kerberized cluster the workers hold no ticket: they reach HDFS with the delegation tokens
+    # YARN gave their containers, and without the token file the same read fails, naming kinit.
+    for rank in ranks:
+        credentials = rank["credentials"]
+        assert "HDFS_DELEGATION_TOKEN" in credentials["tokens"] and credentials["ticket"] is None, credentials
+        assert credentials["without_token"] != 0 and "has no Kerberos ticket" in credentials["without_token_error"][0], credentials
 
 
 def test_a_namenode_that_is_down_is_one_line_within_30_seconds(tmp_path):
@@ -242,16 +250,32 @@ def test_a_resource_manager_that_does_not_answer_is_one_line(hadoop_cluster, tmp
     assert "\tat " not in result.stdout + result.stderr  # no Java stack trace
 
 
-def test_a_path_without_permission_is_one_line_and_leaves_nothing_behind(converted, hdfs, tmp_path):
+def test_a_path_without_permission_is_one_line_and_leaves_nothing_behind(hadoop_cluster, converted, hdfs, tmp_path):
     private = fs.resolve(f"{hdfs}/private")
     private.fs.create_dir(private.path)
     private.fs.handler.fs.client.set_permission(private.path, 0o700)
-    env = {**os.environ, "HADOOP_USER_NAME": "alice"}  # not the superuser who runs the cluster
+    hadoop_cluster.kinit("alice", tmp_path / "alice.cc", 600)  # another Kerberos user than the folder's owner
+    env = {**os.environ, "KRB5CCNAME": str(tmp_path / "alice.cc")}
     result = subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.cli", "convert", f"{hdfs}/data/digits",
                              f"{hdfs}/private/out", "--master", "local[2]"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0, result.stderr[-3000:]
     assert "Permission denied" in result.stderr and "alice" in result.stderr
     assert [info.path for info in fs.list_files(private)] == [] and fs.list_dirs(private) == []
+
+
+def test_without_a_ticket_or_with_an_expired_one_a_yarn_job_stops_in_one_line_within_15_seconds(hadoop_cluster, hdfs, tmp_path):
+    # A ticket valid 1 s (a new principal's, from the cluster's KDC), then expired.
+    hadoop_cluster.kinit("bob", tmp_path / "expired.cc", 1)
+    time.sleep(2)
+    for cache, says in ((tmp_path / "none.cc", "has no Kerberos ticket"), (tmp_path / "expired.cc", "expired")):
+        started = time.monotonic()
+        result = spark_submit_yarn(hadoop_cluster, JOBS / "convert_imagenet.py", f"{hdfs}/data/digits", f"{hdfs}/data/never",
+                                   env={"KRB5CCNAME": f"FILE:{cache}"})
+        assert time.monotonic() - started < 15
+        errors = [line for line in output_of(result).splitlines() if "error" in line.lower() or "exception" in line.lower()]
+        assert result.returncode == 2 and len(errors) == 1, output_of(result)[-3000:]
+        assert says in errors[0] and "run kinit" in errors[0] and "is Kerberized" in errors[0], errors[0]
+    assert not fs.resolve(f"{hdfs}/data/never").exists()
 
 
 FORK_CHECK = """

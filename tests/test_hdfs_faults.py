@@ -42,10 +42,15 @@ def ship_by_value():
 
 
 @pytest.fixture
-def cluster(hadoop_cluster):
+def cluster(hadoop_cluster, spark):
     """The session's mini cluster, given back to the other tests whole: its DataNode started and the
-    quota removed, whatever this test left."""
+    quota removed, whatever this test left. The session's local Spark started before the cluster: its
+    Python workers get the cluster's configuration and ticket cache as the driver has them."""
+    added = {key: value for key, value in hadoop_cluster.env({}).items() if key != "SPARK_SUBMIT_OPTS"}
+    spark.sparkContext.environment.update(added)
     yield hadoop_cluster
+    for key in added:
+        spark.sparkContext.environment.pop(key, None)
     for command in ("start-datanode", f"set-space-quota {RUN}/checkpoints -1"):
         try:
             hadoop_cluster.command(command)

@@ -114,10 +114,13 @@ class YarnCapacity:
         return total
 
 
-def yarn_capacity(spark: SparkSession) -> YarnCapacity:
+def yarn_capacity(spark: SparkSession) -> YarnCapacity | None:
     """The free resources of every running NodeManager, and the executor containers this application
-    holds, asked of the ResourceManager."""
+    holds, asked of the ResourceManager; None where this driver has no credentials to ask with (a
+    cluster-mode driver on a Kerberized YARN holds HDFS tokens, not a ticket or an RM token)."""
     jvm, gateway = spark.sparkContext._jvm, spark.sparkContext._gateway  # noqa: SLF001 (py4j is the only way in)
+    if not _may_ask_resource_manager(jvm):
+        return None
     records = jvm.org.apache.hadoop.yarn.api.records
     client = jvm.org.apache.hadoop.yarn.client.api.YarnClient.createYarnClient()
     client.init(jvm.org.apache.hadoop.yarn.conf.YarnConfiguration(spark.sparkContext._jsc.hadoopConfiguration()))  # noqa: SLF001
@@ -138,6 +141,15 @@ def yarn_capacity(spark: SparkSession) -> YarnCapacity:
         return YarnCapacity(nodes, job_executors=len(executors))
     finally:
         client.stop()
+
+
+def _may_ask_resource_manager(jvm: object) -> bool:
+    users = jvm.org.apache.hadoop.security.UserGroupInformation
+    if not users.isSecurityEnabled():
+        return True
+    user = users.getCurrentUser()
+    return bool(user.hasKerberosCredentials()) or any(
+        str(token.getKind()) == "RM_DELEGATION_TOKEN" for token in user.getCredentials().getAllTokens().toArray())
 
 
 def _gpus(resource: object) -> int:

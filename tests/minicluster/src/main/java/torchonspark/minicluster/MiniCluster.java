@@ -15,10 +15,15 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
+import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.minikdc.MiniKdc;
+import org.apache.kerby.KOptions;
+import org.apache.kerby.kerberos.kerb.client.KrbClient;
+import org.apache.kerby.kerberos.kerb.client.KrbOption;
 import org.apache.hadoop.fs.FileUtil;
 import org.apache.hadoop.hdfs.DFSConfigKeys;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
@@ -27,6 +32,8 @@ import org.apache.hadoop.util.ShutdownHookManager;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.MiniYARNCluster;
 import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
+import org.apache.hadoop.yarn.server.resourcemanager.ResourceManager;
+import org.apache.hadoop.yarn.server.resourcemanager.security.DelegationTokenRenewer;
 
 /**
  * HDFS (a NameNode and DataNodes) and YARN (a ResourceManager and NodeManagers) in one JVM, for the
@@ -38,7 +45,8 @@ import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
  * </pre>
  *
  * Stdout carries one line, once both clusters serve and the client configuration is written:
- * {@code READY hdfs=hdfs://localhost:PORT rm=localhost:PORT}.
+ * {@code READY hdfs=hdfs://localhost:PORT rm=localhost:PORT}; with --secure it goes on with
+ * {@code krb5conf=FILE principal=USER@REALM keytab=FILE ccache=FILE}.
  * Errors go to stderr, everything else to BASE_DIR/minicluster.log. It stops when its stdin closes
  * (so a parent that dies cannot leave it behind) or on SIGTERM / Ctrl-C.
  *
@@ -49,19 +57,35 @@ import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
  *   stop-datanode I              stop DataNode I (0-based), as a crashed host would be
  *   start-datanode               start the DataNode stopped last, on its old port and data
  *   set-space-quota PATH BYTES   an HDFS space quota on a folder; BYTES -1 removes it
+ *   kinit NAME FILE SECONDS      (--secure) a ticket cache for principal NAME (made if new), valid SECONDS
  * </pre>
+ *
+ * <p>With --secure both clusters are Kerberized, as a production cluster is: a KDC (MiniKdc), Kerberos
+ * authentication of every RPC with privacy (encryption), block access tokens, SASL data transfer with
+ * privacy and encrypted block data, a secure ResourceManager and NodeManagers (so Spark has to get and
+ * ship delegation tokens), and short delegation-token lifetimes if asked. Every daemon logs in as one
+ * service principal, {@code hadoop/localhost}: in one JVM they share one Kerberos login. Beside the
+ * client configuration it writes krb5.conf, the user's keytab ({@code user.keytab}, principal the
+ * OS user's name) and a ticket cache holding the user's ticket ({@code krb5cc}), so that no kinit is
+ * needed: {@code KRB5_CONFIG=DIR/krb5.conf KRB5CCNAME=DIR/krb5cc} for native clients, and
+ * {@code -Djava.security.krb5.conf=DIR/krb5.conf} for Java ones, which ignore KRB5_CONFIG.
  */
 public final class MiniCluster {
 
   private static final String USAGE = String.join("\n",
       "usage: MiniCluster --conf-dir DIR --base-dir DIR [--datanodes N] [--nodemanagers N]",
       "                   [--nm-memory-mb MB] [--nm-vcores N] [--nm-gpus N] [--ignore-stdin]",
+      "                   [--secure [--token-renew-s S] [--token-max-lifetime-s S]]",
       "  --conf-dir      where core-site.xml, hdfs-site.xml, yarn-site.xml and resource-types.xml",
       "                  are written: the HADOOP_CONF_DIR of clients",
       "  --base-dir      data and logs (HDFS is formatted afresh by each start)",
       "  --nm-memory-mb  memory each NodeManager offers (default 4096: a Spark AM and two executors)",
       "  --nm-gpus       yarn.io/gpu each NodeManager offers (default 2; counted, no real GPU needed)",
-      "  --ignore-stdin  run until SIGTERM / Ctrl-C only (for a background job with no stdin)");
+      "  --ignore-stdin  run until SIGTERM / Ctrl-C only (for a background job with no stdin)",
+      "  --secure        Kerberos, wire encryption and delegation tokens (see the class comment)",
+      "  --token-renew-s, --token-max-lifetime-s",
+      "                  the HDFS delegation tokens' renewal interval and maximum lifetime (default",
+      "                  1 and 7 days, as Hadoop's); short ones let a test outlive a token");
 
   private static final String GPU = "yarn.io/gpu";
 
@@ -75,6 +99,9 @@ public final class MiniCluster {
     int nmVcores = 4;
     int nmGpus = 2;
     boolean ignoreStdin = false;
+    boolean secure = false;
+    long tokenRenewS = TimeUnit.DAYS.toSeconds(1);
+    long tokenMaxLifetimeS = TimeUnit.DAYS.toSeconds(7);
 
     static Options parse(String[] args) {
       Options options = new Options();
@@ -82,6 +109,10 @@ public final class MiniCluster {
         String flag = args[i];
         if (flag.equals("--ignore-stdin")) {
           options.ignoreStdin = true;
+          continue;
+        }
+        if (flag.equals("--secure")) {
+          options.secure = true;
           continue;
         }
         if (i + 1 >= args.length) {
@@ -96,6 +127,8 @@ public final class MiniCluster {
           case "--nm-memory-mb": options.nmMemoryMb = atLeast(1, flag, value); break;
           case "--nm-vcores": options.nmVcores = atLeast(1, flag, value); break;
           case "--nm-gpus": options.nmGpus = atLeast(0, flag, value); break;
+          case "--token-renew-s": options.tokenRenewS = atLeast(1, flag, value); break;
+          case "--token-max-lifetime-s": options.tokenMaxLifetimeS = atLeast(1, flag, value); break;
           default: throw new IllegalArgumentException("unknown flag " + flag);
         }
       }
@@ -125,6 +158,145 @@ public final class MiniCluster {
   private MiniDFSCluster dfs;
   private MiniYARNCluster yarn;
   private String hdfsUrl;
+  private Kerberos kerberos;  // with --secure only
+
+  /**
+   * The KDC and what clients need of it. The user's principal is the OS user's name, so that paths
+   * and owners on HDFS read as they would for that person on a real cluster.
+   */
+  static final class Kerberos {
+    static final String SERVICE = "hadoop/localhost";
+    final MiniKdc kdc;
+    final File serviceKeytab;
+    final File krb5Conf;      // the client copy, in the configuration folder
+    final File userKeytab;
+    final File ticketCache;
+    final String user = System.getProperty("user.name");
+
+    Kerberos(File baseDir, File confDir) throws Exception {
+      File kdcDir = new File(baseDir, "kdc");
+      FileUtil.fullyDelete(kdcDir);
+      kdcDir.mkdirs();
+      Properties kdcConf = MiniKdc.createConf();
+      // Kerby refuses tickets shorter than its minimum lifetime: the kinit command may ask for
+      // seconds (a ticket that expires during a test).
+      kdcConf.setProperty(MiniKdc.MIN_TICKET_LIFETIME, "1");
+      kdc = new MiniKdc(kdcConf, kdcDir);
+      kdc.start();  // also points this JVM's java.security.krb5.conf at the KDC's krb5.conf
+      serviceKeytab = new File(kdcDir, "hadoop.keytab");
+      // HTTP/localhost: the web apps' SPNEGO principal, which a secure NameNode asks for.
+      kdc.createPrincipal(serviceKeytab, SERVICE, "HTTP/localhost");
+      confDir.mkdirs();
+      krb5Conf = new File(confDir, "krb5.conf");
+      writeKrb5Conf();
+      userKeytab = new File(confDir, "user.keytab");
+      userKeytab.delete();
+      kdc.createPrincipal(userKeytab, user);
+      ownerOnly(userKeytab);
+      ticketCache = new File(confDir, "krb5cc");
+      kinit(user, ticketCache, TimeUnit.DAYS.toSeconds(1));
+    }
+
+    /**
+     * The clients' krb5.conf, written instead of MiniKdc's so that MIT's library asks DNS nothing: it
+     * otherwise looks up the realm's SRV and TXT records (and canonicalizes host names) on every new
+     * connection, and on a machine whose resolver does not answer each lookup can stall 5 s.
+     */
+    private void writeKrb5Conf() throws IOException {
+      String realm = kdc.getRealm();
+      String text = String.join("\n",
+          "[libdefaults]",
+          "    default_realm = " + realm,
+          "    udp_preference_limit = 1",
+          "    dns_lookup_kdc = false",
+          "    dns_lookup_realm = false",
+          "    dns_uri_lookup = false",
+          "    dns_canonicalize_hostname = false",
+          "    rdns = false",
+          "[realms]",
+          "    " + realm + " = {",
+          "        kdc = " + kdc.getHost() + ":" + kdc.getPort(),
+          "    }",
+          "");
+      Files.write(krb5Conf.toPath(), text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    String principal(String name) {
+      return name + "@" + kdc.getRealm();
+    }
+
+    /**
+     * What kinit -kt KEYTAB NAME would do, with Kerby's client: no Kerberos tools need be installed. A
+     * principal other than the user's is made on first use, its keytab kept with the KDC's files.
+     */
+    void kinit(String name, File cache, long lifetimeS) throws Exception {
+      File keytab = name.equals(user) ? userKeytab : new File(kdc.getKrb5conf().getParentFile(), name + ".keytab");
+      if (!keytab.exists()) {
+        kdc.createPrincipal(keytab, name);
+      }
+      KrbClient client = new KrbClient();
+      client.setKdcRealm(kdc.getRealm());
+      client.setKdcHost(kdc.getHost());
+      client.setKdcTcpPort(kdc.getPort());
+      client.setAllowUdp(false);
+      client.init();
+      KOptions request = new KOptions();
+      request.add(KrbOption.CLIENT_PRINCIPAL, principal(name));
+      request.add(KrbOption.USE_KEYTAB, true);
+      request.add(KrbOption.KEYTAB_FILE, keytab);
+      request.add(KrbOption.LIFE_TIME, (int) lifetimeS);
+      cache.delete();
+      client.storeTicket(client.requestTgt(request), cache);
+      ownerOnly(cache);
+    }
+
+    /** Kerberos settings for the daemons' and the clients' configurations alike. */
+    void secure(Configuration conf, Options options) {
+      String service = principal(SERVICE);
+      conf.set("hadoop.security.authentication", "kerberos");
+      conf.setBoolean("hadoop.security.authorization", true);
+      conf.set("hadoop.rpc.protection", "privacy");
+      conf.set(DFSConfigKeys.DFS_NAMENODE_KERBEROS_PRINCIPAL_KEY, service);
+      conf.set(DFSConfigKeys.DFS_NAMENODE_KEYTAB_FILE_KEY, serviceKeytab.getPath());
+      conf.set(DFSConfigKeys.DFS_DATANODE_KERBEROS_PRINCIPAL_KEY, service);
+      conf.set(DFSConfigKeys.DFS_DATANODE_KEYTAB_FILE_KEY, serviceKeytab.getPath());
+      conf.set(DFSConfigKeys.DFS_WEB_AUTHENTICATION_KERBEROS_PRINCIPAL_KEY, principal("HTTP/localhost"));
+      conf.set(DFSConfigKeys.DFS_WEB_AUTHENTICATION_KERBEROS_KEYTAB_KEY, serviceKeytab.getPath());
+      conf.setBoolean(DFSConfigKeys.DFS_BLOCK_ACCESS_TOKEN_ENABLE_KEY, true);
+      conf.set(DFSConfigKeys.DFS_DATA_TRANSFER_PROTECTION_KEY, "privacy");
+      conf.setBoolean(DFSConfigKeys.DFS_ENCRYPT_DATA_TRANSFER_KEY, true);
+      // AES, as Hadoop's guide advises for encrypted transfer: without a cipher suite the blocks are
+      // encrypted by SASL's DIGEST-MD5 itself (3DES), several times slower.
+      conf.set(DFSConfigKeys.DFS_ENCRYPT_DATA_TRANSFER_CIPHER_SUITES_KEY, "AES/CTR/NoPadding");
+      // SASL on the data port instead of the privileged ports (and jsvc) a real DataNode would need.
+      conf.setBoolean(DFSConfigKeys.IGNORE_SECURE_PORTS_FOR_TESTING_KEY, true);
+      conf.setLong(DFSConfigKeys.DFS_NAMENODE_DELEGATION_TOKEN_RENEW_INTERVAL_KEY,
+          TimeUnit.SECONDS.toMillis(options.tokenRenewS));
+      conf.setLong(DFSConfigKeys.DFS_NAMENODE_DELEGATION_TOKEN_MAX_LIFETIME_KEY,
+          TimeUnit.SECONDS.toMillis(options.tokenMaxLifetimeS));
+      conf.set(YarnConfiguration.RM_PRINCIPAL, service);
+      conf.set(YarnConfiguration.RM_KEYTAB, serviceKeytab.getPath());
+      conf.set(YarnConfiguration.NM_PRINCIPAL, service);
+      conf.set(YarnConfiguration.NM_KEYTAB, serviceKeytab.getPath());
+    }
+
+    /** The rest of a client's environment: native clients read KRB5_*, Java ones a system property. */
+    String clientExports() {
+      return " KRB5_CONFIG=" + krb5Conf + " KRB5CCNAME=" + ticketCache
+          + " SPARK_SUBMIT_OPTS=-Djava.security.krb5.conf=" + krb5Conf
+          + "\nMiniCluster: Kerberos: the ticket in " + ticketCache + " is " + principal(user)
+          + "'s, valid a day; kinit -kt " + userKeytab + " " + principal(user) + " renews it";
+    }
+
+    String readyFields() {
+      return " krb5conf=" + krb5Conf + " principal=" + principal(user) + " keytab=" + userKeytab
+          + " ccache=" + ticketCache;
+    }
+
+    private static void ownerOnly(File file) throws IOException {
+      Files.setPosixFilePermissions(file.toPath(), java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
+    }
+  }
 
   private MiniCluster(Options options) {
     this.options = options;
@@ -174,6 +346,7 @@ public final class MiniCluster {
     readyOut.println(cluster.readyLine());
     readyOut.flush();
     System.err.println("MiniCluster: up. Clients use: export HADOOP_CONF_DIR=" + options.confDir
+        + (cluster.kerberos == null ? "" : cluster.kerberos.clientExports())
         + "\nMiniCluster: logs in " + options.baseDir + " (container logs under yarn/); stop with "
         + (options.ignoreStdin ? "Ctrl-C or SIGTERM" : "Ctrl-C, SIGTERM or by closing stdin (Ctrl-D)"));
 
@@ -238,6 +411,13 @@ public final class MiniCluster {
         dfs.waitActive();
         return "datanode started";
       }
+      case "kinit/3": {
+        if (kerberos == null) {
+          throw new IllegalStateException("kinit needs --secure");
+        }
+        kerberos.kinit(words[1], new File(words[2]).getAbsoluteFile(), Long.parseLong(words[3]));
+        return "ticket cache " + words[2] + " written for " + kerberos.principal(words[1]);
+      }
       case "set-space-quota/2": {
         long bytes = Long.parseLong(words[2]);
         dfs.getFileSystem().setQuota(new org.apache.hadoop.fs.Path(words[1]), HdfsConstants.QUOTA_DONT_SET,
@@ -252,6 +432,11 @@ public final class MiniCluster {
 
   private void start() throws Exception {
     Configuration hdfsConf = new Configuration();
+    if (options.secure) {
+      Configuration.addDefaultResource("minicluster-secure-site.xml");
+      kerberos = new Kerberos(options.baseDir, options.confDir);
+      kerberos.secure(hdfsConf, options);
+    }
     // A stopped DataNode is declared dead after 2 rechecks + 10 heartbeats: 10.5 minutes by default,
     // during which the NameNode keeps placing new blocks on it. 1 s and 2 s make that 14 s, as a
     // test can wait for.
@@ -262,8 +447,37 @@ public final class MiniCluster {
         .build();
     dfs.waitActive();
     hdfsUrl = dfs.getURI().toString();
+    if (kerberos != null) {
+      // The superuser (the service principal) owns /: open it as /tmp is, and give the user a home.
+      org.apache.hadoop.fs.FileSystem fs = dfs.getFileSystem();
+      org.apache.hadoop.fs.permission.FsPermission open = new org.apache.hadoop.fs.permission.FsPermission((short) 01777);
+      fs.setPermission(new org.apache.hadoop.fs.Path("/"), open);
+      org.apache.hadoop.fs.Path home = new org.apache.hadoop.fs.Path("/user/" + kerberos.user);
+      fs.mkdirs(home);
+      fs.setOwner(home, kerberos.user, null);
+    }
 
-    yarn = new MiniYARNCluster("yarn", 1, options.nodeManagers, 1, 1);
+    yarn = new MiniYARNCluster("yarn", 1, options.nodeManagers, 1, 1) {
+      @Override
+      protected ResourceManager createResourceManager() {
+        return new ResourceManager() {
+          @Override
+          protected void doSecureLogin() {
+            // as MiniYARNCluster's own: the daemons share the JVM's one Kerberos login
+          }
+
+          @Override
+          protected DelegationTokenRenewer createDelegationTokenRenewer() {
+            // Hadoop 3.3.4's renewer-timeout tracker spins on an empty map, a whole core for the
+            // cluster's life on a secure cluster (YARN-11178, fixed in 3.3.5); it only retries
+            // renewals that hang, which a mini cluster never sees.
+            DelegationTokenRenewer renewer = super.createDelegationTokenRenewer();
+            renewer.setDelegationTokenRenewerPoolTracker(false);
+            return renewer;
+          }
+        };
+      }
+    };
     yarn.init(yarnConf());
     yarn.start();
     // MiniYARNCluster may return before the RM has put its bound port into the configuration
@@ -283,6 +497,9 @@ public final class MiniCluster {
   private YarnConfiguration yarnConf() {
     YarnConfiguration conf = new YarnConfiguration();
     conf.set("fs.defaultFS", hdfsUrl);
+    if (kerberos != null) {
+      kerberos.secure(conf, options);  // the RM renews the apps' HDFS tokens: it needs HDFS's too
+    }
 
     // The minicluster jar has no capacity-scheduler.xml: one queue with the whole cluster.
     conf.set("yarn.scheduler.capacity.root.queues", "default");
@@ -326,10 +543,16 @@ public final class MiniCluster {
 
     // Containers run {{JAVA_HOME}}/bin/java with JAVA_HOME from the NodeManager's environment,
     // which a JVM started by plain `java` may lack: then they get this JVM's Java.
+    String adminEnv = YarnConfiguration.DEFAULT_NM_ADMIN_USER_ENV;
     if (System.getenv("JAVA_HOME") == null) {
-      conf.set(YarnConfiguration.NM_ADMIN_USER_ENV,
-          YarnConfiguration.DEFAULT_NM_ADMIN_USER_ENV + ",JAVA_HOME=" + System.getProperty("java.home"));
+      adminEnv += ",JAVA_HOME=" + System.getProperty("java.home");
     }
+    // A real secure node has /etc/krb5.conf, where the containers' JVMs (Spark's AM and executors)
+    // find the default realm; these nodes point them at the KDC's instead (Java ignores KRB5_CONFIG).
+    if (kerberos != null) {
+      adminEnv += ",JAVA_TOOL_OPTIONS=-Djava.security.krb5.conf=" + kerberos.krb5Conf;
+    }
+    conf.set(YarnConfiguration.NM_ADMIN_USER_ENV, adminEnv);
     return conf;
   }
 
@@ -349,7 +572,7 @@ public final class MiniCluster {
   // No web address: in one JVM the last web app started (a NodeManager's) takes over the Guice
   // servlet pipeline that all of them share, so the ResourceManager's UI and REST API answer 404.
   private String readyLine() {
-    return "READY hdfs=" + hdfsUrl + " rm=" + rmAddress();
+    return "READY hdfs=" + hdfsUrl + " rm=" + rmAddress() + (kerberos == null ? "" : kerberos.readyFields());
   }
 
   /** Only what a client needs, each file replaced whole so that no reader sees half of one. */
@@ -362,6 +585,17 @@ public final class MiniCluster {
     hdfs.setInt("dfs.replication", Math.min(3, options.dataNodes));
 
     Configuration yarnSite = new Configuration(false);
+    if (kerberos != null) {
+      // What a client must know of a secure cluster: that it is one, the servers' principals (HDFS's
+      // and the ResourceManager's, the renewer Spark names in its tokens) and the protection asked.
+      core.set("hadoop.security.authentication", "kerberos");
+      core.set("hadoop.rpc.protection", "privacy");
+      String service = kerberos.principal(Kerberos.SERVICE);
+      hdfs.set(DFSConfigKeys.DFS_NAMENODE_KERBEROS_PRINCIPAL_KEY, service);
+      hdfs.set(DFSConfigKeys.DFS_DATA_TRANSFER_PROTECTION_KEY, "privacy");
+      hdfs.setBoolean(DFSConfigKeys.DFS_ENCRYPT_DATA_TRANSFER_KEY, true);
+      yarnSite.set(YarnConfiguration.RM_PRINCIPAL, service);
+    }
     Configuration running = yarn.getConfig();
     for (String key : new String[] {
         YarnConfiguration.RM_ADDRESS,
@@ -402,6 +636,9 @@ public final class MiniCluster {
       } catch (Throwable t) {
         System.err.println("MiniCluster: stopping HDFS: " + t);
       }
+    }
+    if (kerberos != null) {
+      kerberos.kdc.stop();
     }
   }
 
