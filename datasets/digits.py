@@ -20,7 +20,7 @@ from . import fs
 DEFAULT_SIZE = 32
 VAL_FRACTION = 0.2
 JPEG_QUALITY = 95
-WRITERS = 8
+WRITERS = 16  # each file is a few NameNode round trips on HDFS: latency, not bandwidth, bounds the writes
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

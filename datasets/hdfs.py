@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
@@ -43,6 +44,8 @@ LIBHDFS_HINT = (
 # NameNode is down in seconds. A cluster's own setting of the key (HA clusters may want more) wins.
 CLIENT_DEFAULTS = {"dfs.client.failover.max.attempts": "4"}
 SITE_FILES = ("core-site.xml", "hdfs-site.xml")
+UMASK_KEY = "fs.permissions.umask-mode"
+DEFAULT_UMASK = 0o022  # Hadoop's
 
 
 # Spark on YARN copies the submitting client's Hadoop configuration into every container (driver in
@@ -79,6 +82,28 @@ def client_options(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Our defaults for what the cluster's configuration leaves unset."""
     configured = configured_keys(hadoop_conf_dir(env))
     return {key: value for key, value in CLIENT_DEFAULTS.items() if key not in configured}
+
+
+def umask(properties: Mapping[str, str]) -> int:
+    """The permission bits this cluster's clients leave out of what they create: fs.permissions.umask-mode,
+    octal (027) or symbolic as ``umask -S`` prints it (u=rwx,g=r-x,o=), 022 unset. The NameNode stores the
+    permission a client asks for: Hadoop's Java client applies the umask itself, hdfs-native does not
+    (it asks for 644 and 755 whatever the cluster says), so ``_TranslatingClient`` applies it."""
+    value = properties.get(UMASK_KEY, "").strip()
+    if not value:
+        return DEFAULT_UMASK
+    if re.fullmatch(r"[0-7]{1,4}", value):
+        return int(value, 8) & 0o777
+    allowed = 0o777
+    for clause in value.split(","):
+        match = re.fullmatch(r"([ugoa]*)=([rwx-]*)", clause.strip())
+        if match is None:
+            raise ValueError(f"{UMASK_KEY}={value!r} in the Hadoop configuration is not a umask: write it in octal (027) "
+                             "or as u=rwx,g=r-x,o=")
+        bits = sum(bit for letter, bit in (("r", 4), ("w", 2), ("x", 1)) if letter in match.group(2))
+        for shift in {6 if who == "u" else 3 if who == "g" else 0 for who in match.group(1).replace("a", "ugo") or "ugo"}:
+            allowed = allowed & ~(0o7 << shift) | bits << shift
+    return 0o777 & ~allowed
 
 
 def chosen_client(env: Mapping[str, str] = os.environ) -> str:
@@ -264,10 +289,28 @@ def is_transient(error: BaseException) -> bool:
 
 
 class _TranslatingClient:
-    """hdfs-native's client, its RPC errors raised as OSErrors (see ``as_os_error``)."""
+    """hdfs-native's client, its RPC errors raised as OSErrors (see ``as_os_error``), creating files and
+    folders with the permissions Hadoop's Java client gives them (666 and 777 less the cluster's umask).
+    A file's missing parent folders are made here first (one more RPC a file, which is cheap beside a
+    file's writing): the NameNode makes them 777 otherwise."""
 
-    def __init__(self, client: object) -> None:
+    def __init__(self, client: object, umask: int) -> None:
         self._client = client
+        self._umask = umask
+
+    def create(self, path: str, write_options: object = None) -> object:
+        if write_options is None:
+            from hdfs_native import WriteOptions
+
+            write_options = WriteOptions()
+        parent = posixpath.dirname(path.rstrip("/"))
+        if write_options.create_parent:
+            self.mkdirs(parent, 0o777, True)
+        write_options.permission = 0o666 & ~self._umask
+        return self.__getattr__("create")(path, write_options)
+
+    def mkdirs(self, path: str, permission: int, create_parent: bool) -> None:
+        self.__getattr__("mkdirs")(path, 0o777 & ~self._umask, create_parent)
 
     def __getattr__(self, name: str) -> object:
         attribute = getattr(self._client, name)
@@ -316,5 +359,5 @@ class _FsspecFactory:
         # Not from fsspec's instance cache: a forked child clears it, which would drop (and hang on)
         # the parent's clients; each filesystem here is held by its own handler instead.
         filesystem = _fsspec_class(self.scheme)(host=host, port=port, skip_instance_cache=True, **client_options())
-        filesystem.client = _TranslatingClient(filesystem.client)
+        filesystem.client = _TranslatingClient(filesystem.client, umask(properties))
         return filesystem

@@ -8,6 +8,7 @@ Run alone with `pytest -m hadoop` (about 7 minutes on 2 cores with tests/test_hd
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from faults import FaultPlan, kill_executor_of_rank, left_after
 from hadoop import spark_submit_yarn, yarn_applications
 
 from torchonspark.datasets import fs
+from torchonspark.datasets import hdfs as hdfs_client
 from torchonspark.datasets.digits import make_digits
 from torchonspark.datasets.loader import list_row_groups
 
@@ -261,6 +263,45 @@ def test_a_path_without_permission_is_one_line_and_leaves_nothing_behind(hadoop_
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0, result.stderr[-3000:]
     assert "Permission denied" in result.stderr and "alice" in result.stderr
     assert [info.path for info in fs.list_files(private)] == [] and fs.list_dirs(private) == []
+
+
+RUN_FOLDER_WRITER = """
+import sys
+from torchonspark.datasets import fs
+run = fs.resolve(sys.argv[1])
+run.join("checkpoints", "iter-00000010.pt").write_bytes_atomically(b"weights")
+fs.AppendedFile(run.join("metrics.jsonl")).append(b"{}\\n")
+"""
+
+
+@pytest.mark.parametrize("umask, file_mode, folder_mode", [(None, 0o644, 0o755), ("027", 0o640, 0o750), ("u=rwx,g=,o=", 0o600, 0o700)])
+def test_run_folders_on_hdfs_get_the_clusters_umask_as_hadoops_own_client_gives_it(hadoop_cluster, hdfs, tmp_path, umask, file_mode,
+                                                                                   folder_mode):
+    # The NameNode keeps what a client asks for; hdfs-native alone asks for 644 and 755 whatever
+    # fs.permissions.umask-mode says, which would leave a secure cluster's checkpoints readable by all.
+    conf = tmp_path / "conf"
+    shutil.copytree(hadoop_cluster.conf_dir, conf)
+    if umask is not None:
+        core = conf / "core-site.xml"
+        core.write_text(core.read_text().replace("</configuration>", f"<property><name>fs.permissions.umask-mode</name>"
+                                                                   f"<value>{umask}</value></property></configuration>"))
+    run = f"{hdfs}/umask/{umask or 'default'}"
+    written = subprocess.run([sys.executable, "-c", RUN_FOLDER_WRITER, run], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "HADOOP_CONF_DIR": str(conf)})
+    assert written.returncode == 0, written.stderr[-2000:]
+    client = fs.resolve(hdfs).fs.handler.fs.client
+    path = fs.resolve(run).path
+    modes = {name: client.get_file_info(f"{path}/{name}").permission for name in ("", "checkpoints", "checkpoints/iter-00000010.pt",
+                                                                                     "metrics.jsonl")}
+    assert modes == {"": folder_mode, "checkpoints": folder_mode, "checkpoints/iter-00000010.pt": file_mode,
+                     "metrics.jsonl": file_mode}, {name: oct(mode) for name, mode in modes.items()}
+
+
+def test_a_umask_hadoop_would_not_read_is_one_line_naming_the_property():
+    assert hdfs_client.umask({"fs.permissions.umask-mode": "u=rwx,g=r-x,o=r-x"}) == 0o022
+    with pytest.raises(ValueError, match=r"^fs.permissions.umask-mode='u\+rwx' in the Hadoop configuration is not a umask") as refused:
+        hdfs_client.umask({"fs.permissions.umask-mode": "u+rwx"})
+    assert "\n" not in str(refused.value)
 
 
 def test_without_a_ticket_or_with_an_expired_one_a_yarn_job_stops_in_one_line_within_15_seconds(hadoop_cluster, hdfs, tmp_path):

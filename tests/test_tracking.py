@@ -3,8 +3,10 @@ client holds the recipe as params, metrics.jsonl's values at their iterations an
 a tracking server that never answers costs one warning and never the run. The worker runs alone in
 one plain process (no Spark, no torchrun)."""
 
+import http.server
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -120,3 +122,72 @@ def test_without_the_extra_or_a_store_to_default_to_it_is_one_line_before_any_wo
     with pytest.raises(ValueError, match=r"--mlflow needs mlflow, sqlalchemy, alembic: install the mlflow extra") as refused:
         tracking.tracking_target(local)
     assert "\n" not in str(refused.value)
+
+
+class RecordingServer(http.server.ThreadingHTTPServer):
+    """A tracking server's REST answers, just enough for MLflow's client to open a run, log and end it,
+    keeping each request's Authorization header."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RecordingHandler)
+        self.authorizations: list[str | None] = []
+
+
+class RecordingHandler(http.server.BaseHTTPRequestHandler):
+    ANSWERS = {"experiments/get-by-name": {"experiment": {"experiment_id": "1", "name": tracking.EXPERIMENT}},
+               "runs/create": {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING"}}}}
+
+    def _answer(self) -> None:
+        self.server.authorizations.append(self.headers.get("Authorization"))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps(next((answer for end, answer in self.ANSWERS.items() if self.path.split("?")[0].endswith(end)), {}))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+WORKER_WITHOUT_THE_DRIVERS_ENVIRONMENT = """
+import pickle, sys
+from torchonspark.datasets import fs
+from torchonspark.sparkjobs.engine.tracking import RunTracker
+tracker = RunTracker(pickle.loads(sys.stdin.buffer.read()), fs.resolve(sys.argv[1]), print)
+tracker.start("run", {"base_lr": "0.05"}, {}, resumed=False)
+tracker.log_metrics({"loss": 1.0}, 1)
+tracker.end(finished=True)
+"""
+
+
+def test_a_tracking_servers_token_travels_in_the_job_to_rank_0_and_is_never_printed_or_written(tmp_path, monkeypatch):
+    """On YARN rank 0 does not see the driver's environment: the token goes in the job (pickled, as to a
+    barrier task) to a process without it, reaches the server on every request, and appears in none of
+    the job's text, the process's output or the run folder. A password written into a URI is not shown."""
+    server = RecordingServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "token-secret")
+        run = tmp_path / "run"
+        run.mkdir()
+        target = tracking.tracking_target(fs.resolve(str(run)))
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+        done = subprocess.run([sys.executable, "-c", WORKER_WITHOUT_THE_DRIVERS_ENVIRONMENT, str(run)], input=pickle.dumps(target),
+                              capture_output=True, timeout=120, env={**environment, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0 and WARNING not in output, output[-2000:]
+    assert len(server.authorizations) >= 4 and set(server.authorizations) == {"Bearer token-secret"}
+    assert json.loads((run / tracking.RUN_ID_FILE).read_text()) == {
+        "tracking_uri": f"http://127.0.0.1:{server.server_address[1]}", "run_id": "r1"}
+    for text in (repr(target), output, *(path.read_text() for path in run.rglob("*") if path.is_file())):
+        assert "token-secret" not in text
+    assert tracking.TrackingTarget("https://alice:uri-secret@mlflow.example.com:5000/x").shown_uri == "https://***@mlflow.example.com:5000/x"

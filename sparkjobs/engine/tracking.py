@@ -6,7 +6,9 @@
     artifacts   the exported model folder (``model/``), once the run is published
 
 The store is MLFLOW_TRACKING_URI's when it is set on the driver (the URI travels in the job: on YARN
-an executor does not see the driver's environment). Otherwise it is the one MLflow itself would make
+an executor does not see the driver's environment; so do the server's credentials, MLFLOW_TRACKING_TOKEN
+or _USERNAME and _PASSWORD, which nothing prints or writes: rank 0 puts them in its own environment,
+where MLflow reads them). Otherwise it is the one MLflow itself would make
 in the run folder's parent folder: ``PARENT/mlflow.db`` (SQLite, MLflow 3's default store; its old
 file store ``./mlruns`` is refused unless MLFLOW_ALLOW_FILE_STORE is set) with the artifacts in
 ``PARENT/mlruns/``, so ``mlflow ui`` started in that folder shows it. Beside the run folder, not in
@@ -37,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ RUN_ID_FILE = "mlflow.json"  # in the run folder: the MLflow run a resumed start
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 END_WAIT_S = 300.0  # the most the end of a run waits for the model's upload to a live server
+CREDENTIALS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # MLflow's own names
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,16 @@ class TrackingTarget:
     uri: str
     experiment: str = EXPERIMENT
     artifact_location: str | None = None  # the embedded store's artifact folder; a server has its own
+    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (name, value) of CREDENTIALS set on the driver
+
+    @property
+    def shown_uri(self) -> str:
+        """The URI without a password written into it (http://user:secret@host), for messages."""
+        scheme, separator, rest = self.uri.partition("://")
+        authority, slash, path = rest.partition("/")
+        if not separator or "@" not in authority:
+            return self.uri
+        return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def tracking_target(output: fs.Location) -> TrackingTarget:
@@ -77,7 +90,8 @@ def tracking_target(output: fs.Location) -> TrackingTarget:
                          ".venv/bin/pip install -c constraints.txt -e '.[mlflow]'; elsewhere: pip install mlflow-skinny "
                          "sqlalchemy alembic)")
     if uri:
-        return TrackingTarget(uri, experiment)
+        return TrackingTarget(uri, experiment, credentials=tuple((name, os.environ[name]) for name in CREDENTIALS
+                                                                 if os.environ.get(name)))
     if not isinstance(output.fs, pafs.LocalFileSystem):
         raise ValueError(f"--mlflow: the run folder {output.url} is not on local disk, where the default MLflow store "
                          "would be (beside it); set MLFLOW_TRACKING_URI to a tracking server")
@@ -109,6 +123,7 @@ class RunTracker:
         self._run_id: str | None = None
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)  # read by MLflow at each request, in this process only
+        os.environ.update(target.credentials)  # the driver's: an executor's environment is not the driver's
         self._thread = threading.Thread(target=self._work, daemon=True, name="torchonspark-mlflow")
         self._thread.start()
 
@@ -155,7 +170,7 @@ class RunTracker:
             try:
                 call()
             except Exception as error:  # whatever MLflow raises, training goes on
-                message = first_line(error)
+                message = first_line(error).replace(self.target.uri, self.target.shown_uri)  # MLflow's messages name its URLs
                 self._failure = message if len(message) <= 300 else message[:297] + "..."
 
     def _open(self, run_name: str, params: dict[str, str], tags: dict[str, str], resumed: bool, started: int) -> None:
@@ -172,7 +187,7 @@ class RunTracker:
         experiment_id = (experiment.experiment_id if experiment is not None else
                          self._client.create_experiment(self.target.experiment, artifact_location=self.target.artifact_location))
         self._run_id = self._client.create_run(experiment_id, start_time=started, run_name=run_name, tags=tags).info.run_id
-        self._id_file.write_text_atomically(json.dumps({"tracking_uri": self.target.uri, "run_id": self._run_id}) + "\n")
+        self._id_file.write_text_atomically(json.dumps({"tracking_uri": self.target.shown_uri, "run_id": self._run_id}) + "\n")
         items = [Param(key, value) for key, value in params.items()]
         for first in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
             self._client.log_batch(self._run_id, params=items[first:first + 100])
@@ -182,7 +197,7 @@ class RunTracker:
             recorded = json.loads(self._id_file.read_bytes())
         except FileNotFoundError:
             return None
-        return recorded["run_id"] if recorded.get("tracking_uri") == self.target.uri else None
+        return recorded["run_id"] if recorded.get("tracking_uri") == self.target.shown_uri else None
 
     def _log_batch(self, metrics: dict[str, float], step: int, timestamp: int) -> None:
         from mlflow.entities import Metric
@@ -208,7 +223,7 @@ class RunTracker:
         if self._failure is None or self._warned:
             return
         self._warned = True
-        line = f"mlflow: tracking in {self.target.uri} stopped: {self._failure}; training goes on without it"
+        line = f"mlflow: tracking in {self.target.shown_uri} stopped: {self._failure}; training goes on without it"
         print(line, file=sys.stderr, flush=True)
         try:
             self._log_line(line)
