@@ -1,5 +1,6 @@
 """Hadoop's token storage file (``HADOOP_TOKEN_FILE_LOCATION``), read: the delegation tokens YARN gives
-a container, with what each says of itself (kind, service, owner, maximum date).
+a container, with what each says of itself (kind, service, owner, maximum date); and replaced whole
+when a long run's fresh tokens arrive (see sparkjobs/engine/credentials.py).
 
 Read by hand because nothing on pip reads it (Hadoop's own reader is Java, hdfs-native keeps its
 reader private): the jobs need to know, before they connect, which NameNode address a token was
@@ -11,6 +12,8 @@ formats are read: Writable (``Credentials.writeTokenStorageToStream``'s default)
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,11 @@ class Token:
 
 def read_tokens(path: str | Path) -> list[Token]:
     """The tokens in a token storage file; ValueError (one line) if it is not one."""
-    data = Path(path).read_bytes()
+    return parse_tokens(Path(path).read_bytes(), str(path))
+
+
+def parse_tokens(data: bytes, path: str = "the token data") -> list[Token]:
+    """The tokens in a token storage file's bytes; ValueError (one line, naming path) if they are not one."""
     if data[:4] != MAGIC or len(data) < 5:
         raise ValueError(f"{path} is not a Hadoop token file (it does not start with {MAGIC!r})")
     stream = io.BytesIO(data[5:])
@@ -41,6 +48,23 @@ def read_tokens(path: str | Path) -> list[Token]:
     except (EOFError, IndexError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is a damaged Hadoop token file ({error or type(error).__name__})") from None
     raise ValueError(f"{path} is a Hadoop token file of an unknown format version {data[4]}")
+
+
+def replace_token_file(path: str | Path, data: bytes) -> list[Token]:
+    """Put data (a whole token storage file, checked first) at path as one step, readable by its owner
+    alone: a process that opens path then reads either the old file or the new one, never a part; the
+    tokens written."""
+    tokens = parse_tokens(data)
+    target = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return tokens
 
 
 def _token(identifier: bytes, kind: str, service: str) -> Token:

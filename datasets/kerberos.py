@@ -176,7 +176,7 @@ def usable_credentials(host: str, port: int | None, conf_dir: str, env: Mapping[
                 ended = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(max(dates) / 1000))
                 raise ValueError(f"{where} and its delegation token in {token_file} (service {service}) reached its maximum "
                                  f"lifetime at {ended}: start runs longer than the cluster's token lifetime with "
-                                 "spark-submit --principal PRINCIPAL --keytab KEYTAB")
+                                 "spark-submit --deploy-mode cluster --principal PRINCIPAL --keytab KEYTAB")
             return target
     try:
         ticket = current_ticket()

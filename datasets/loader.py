@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -169,14 +170,19 @@ class ShardedLoader:
             labels: list[int] = []
             paths: list[str | None] = []
             for group in order[start : start + window]:
-                with self.dataset.fs.open_input_file(group.path) as stream:
-                    table = pq.ParquetFile(stream).read_row_group(group.index, columns=columns)
+                # read again while a restarting NameNode is away: a training run meets restarts in days
+                table = fs.retrying(self.dataset, f"reading {group.path} (row group {group.index}) of",
+                                    lambda group=group: self._row_group(group, columns))
                 images += table.column(IMAGE_COLUMN).to_pylist()
                 labels += table.column(LABEL_COLUMN).to_pylist()
                 paths += table.column(PATH_COLUMN).to_pylist() if self.with_paths else [None] * table.num_rows
             rows = rng.permutation(len(images)) if rng is not None else range(len(images))
             for row in rows:
                 yield images[row], labels[row], paths[row]
+
+    def _row_group(self, group: RowGroup, columns: list[str]) -> pa.Table:
+        with self.dataset.fs.open_input_file(group.path) as stream:
+            return pq.ParquetFile(stream).read_row_group(group.index, columns=columns)
 
     def _batches_of_work(self, pool: ThreadPoolExecutor) -> Iterator[tuple[tuple[torch.Tensor, list[Future]], list[tuple[bytes, int, str | None]]]]:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank]) if self.train else None

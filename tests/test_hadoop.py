@@ -3,7 +3,7 @@ ResourceManager and 2 NodeManagers offering yarn.io/gpu), apps started with spar
 as a user starts them, data and outputs on hdfs://, read back through the project's own HDFS client
 (hdfs-native). Success is judged from what the apps wrote, not from spark-submit's status alone.
 
-Run alone with `pytest -m hadoop` (about 7 minutes on 2 cores with tests/test_hdfs_faults.py, the cluster's start included).
+Run alone with `pytest -m hadoop` (about 10 minutes on 2 cores with tests/test_hadoop_tokens.py and tests/test_hdfs_faults.py, the clusters' starts included).
 """
 
 import json
@@ -135,19 +135,6 @@ def test_training_on_yarn_heals_a_lost_container_writes_the_whole_run_folder_to_
     assert {info.base_name for info in fs.list_files(fs.resolve(f"{run}/model"))} == {
         "weights.pt", "netdef.yaml", "labels.json", "preprocessing.json", "model.pt2", "README.md"}
     assert "val top-1" in result.stdout and "final status" not in result.stdout  # the driver ran here (client mode)
-
-
-def test_cluster_mode_training_with_urls_that_name_no_namenode(hadoop_cluster, converted, recipe, hdfs):
-    # hdfs:/// (no NameNode in the URL): every process finds fs.defaultFS itself, the executors and
-    # the cluster-mode driver in the configuration Spark ships into their containers. (A resume from
-    # an HDFS checkpoint: the relaunch in `trained`, and --resume in test_hdfs_faults.py.)
-    data, run = "hdfs:///data/digits-pq", "hdfs:///runs/cluster-mode"
-    result = spark_submit_yarn(hadoop_cluster, JOBS / "train_resnet.py", "--conf", recipe.name, "--data", data, "--output", run,
-                               "--workers", "2", deploy_mode="cluster", files=(recipe,))
-    assert succeeded(result) and "final status: SUCCEEDED" in result.stderr, output_of(result)[-3000:]
-    assert json.loads(read(f"{run}/summary.json"))["iterations"] == 4
-    records = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
-    assert [(r["iteration"], "loss" in r) for r in records] == [(2, True), (4, True), (4, False)]
 
 
 def test_evaluate_and_features_read_the_model_and_data_from_hdfs(hadoop_cluster, trained, converted, hdfs):

@@ -155,3 +155,23 @@ def test_doctor_says_whether_kerberos_is_on_and_what_this_process_would_use(tmp_
     (tmp_path / "simple").mkdir()
     (tmp_path / "simple" / "core-site.xml").write_text("<configuration/>")
     assert check_kerberos({"HADOOP_CONF_DIR": str(tmp_path / "simple")}).line().startswith("ok   kerberos: off")
+
+
+def test_fresh_tokens_replace_a_token_file_whole_and_private_and_are_looked_for_well_before_they_end(tmp_path):
+    from torchonspark.sparkjobs.engine.credentials import poll_interval_s
+
+    container = tmp_path / "container_tokens"
+    write_token_file(container)
+    fresh = write_token_file(tmp_path / "fresh", tokens=[("HDFS_DELEGATION_TOKEN", "127.0.0.1:2", _delegation_identifier("bob@EXAMPLE.COM", 42_000))])
+    written = hadooptokens.replace_token_file(container, open(fresh, "rb").read())
+    assert [(t.owner, t.max_date_ms) for t in written] == [(t.owner, t.max_date_ms) for t in hadooptokens.read_tokens(container)] \
+        == [("bob@EXAMPLE.COM", 42_000)]
+    assert container.stat().st_mode & 0o777 == 0o600 and sorted(p.name for p in tmp_path.iterdir()) == ["container_tokens", "fresh"]
+    with pytest.raises(ValueError, match="not a Hadoop token file"):
+        hadooptokens.replace_token_file(container, b"half a file")
+    assert hadooptokens.read_tokens(container)[0].owner == "bob@EXAMPLE.COM"  # a bad set never replaces a good one
+
+    week, minutes = 7 * 24 * 3600 * 1000, 100 * 1000
+    assert poll_interval_s([hadooptokens.Token("HDFS_DELEGATION_TOKEN", "s", "bob", week)], now_ms=0) == 60.0
+    assert poll_interval_s([hadooptokens.Token("HDFS_DELEGATION_TOKEN", "s", "bob", minutes)], now_ms=0) == pytest.approx(100 / 30)
+    assert poll_interval_s([hadooptokens.Token("HDFS_DELEGATION_TOKEN", "s", "bob", minutes)], now_ms=minutes) == 2.0

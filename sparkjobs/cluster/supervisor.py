@@ -32,6 +32,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from torchonspark.sparkjobs.cluster.credentials import TokenRelay
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch
 from torchonspark.sparkjobs.cluster.preflight import registered_executor_cores
 from torchonspark.sparkjobs.engine.checkpoint import newest_loadable
@@ -73,12 +74,16 @@ class Supervisor:
     def run(self) -> dict[str, Any]:
         """Train to the end, relaunching as needed; rank 0's summary. Raises TrainingFailed when the
         run cannot go on (its ``cause`` says why), after removing what a failed start left."""
+        with TokenRelay(self.spark) as tokens:
+            return self._run(tokens)
+
+    def _run(self, tokens: TokenRelay) -> dict[str, Any]:
         started_fresh = not self.job.resume and not self.job.output.exists()
         job, previous = self.job, None
         while True:
             stall = Stall()
             try:
-                return self._attempt(job, stall)
+                return self._attempt(job.replace(tokens=tokens.current, token_relay=tokens.location), stall)
             except TrainingFailed as failure:
                 if stall.lingered:
                     failure.cause = f"a worker had not ended {stall.lingered:.0f} s after summary.json was written; the stage was cancelled"

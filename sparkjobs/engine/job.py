@@ -58,6 +58,10 @@ class TrainJob:
     tensorboard: bool = True  # rank 0 writes TensorBoard event files in RUN/tb
     mlflow: TrackingTarget | None = None  # rank 0 tracks the run in this MLflow store (train --mlflow)
     task_bound: bool = False  # the workers end with the Spark task that started them (lifeline.py; launch sets it)
+    # The driver's newest HDFS delegation tokens and where it puts fresher ones while the run goes on, for
+    # runs longer than the tokens live (credentials.py; launch sets them). Never printed.
+    tokens: bytes | None = dataclasses.field(default=None, repr=False)
+    token_relay: fs.Location | None = None
 
     @property
     def netdef(self) -> NetDef:

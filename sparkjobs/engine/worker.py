@@ -40,6 +40,7 @@ from torchonspark.datasets.transforms import EvalTransform, TrainTransform
 from torchonspark.netdefs import count_complexity
 from torchonspark.netdefs.legos import zero_init_residual
 from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
+from torchonspark.sparkjobs.engine.credentials import TokenFollower, follow_tokens
 from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step, wrap_ddp
 from torchonspark.sparkjobs.engine.export import export_model, is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
@@ -64,6 +65,7 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a process of its own; never a notebook's or a test's
         end_without_finalizing()
     _exit_when_orphaned()
+    tokens = follow_tokens(job.tokens, job.token_relay)  # before this process first reaches HDFS
     if job.task_bound:
         start_lifeline()
     _end_stale_workers_of(job)
@@ -73,7 +75,7 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
     trainer = None
     with own_output_kept() as output:
         try:
-            trainer = Trainer(job, device, rank, world_size)
+            trainer = Trainer(job, device, rank, world_size, tokens)
             summary = trainer.train()
             # Leave together: a rank that tore down its end of the group while rank 0 was still writing
             # the export was seen to abort (SIGABRT) at exit.
@@ -97,6 +99,8 @@ def train_worker(job: TrainJob) -> dict[str, Any] | None:
                 trainer.close_tracker()
             if dist.is_initialized():
                 dist.destroy_process_group()
+            if tokens is not None:
+                tokens.stop()
 
 
 def _as_stop(error: Exception, job: TrainJob) -> TrainingStopped | None:
@@ -253,7 +257,9 @@ def _eta(seconds: float) -> str:
 class Trainer:
     """One rank's training state and the steps that advance it."""
 
-    def __init__(self, job: TrainJob, device: torch.device, rank: int, world_size: int) -> None:
+    def __init__(self, job: TrainJob, device: torch.device, rank: int, world_size: int,
+                 tokens: TokenFollower | None = None) -> None:
+        self.tokens = tokens  # fresh HDFS delegation tokens, for a run longer than they live
         self.job, self.recipe, self.device, self.rank, self.world_size = job, job.recipe, device, rank, world_size
         self.clock = Clock()
         self.run = job.run_folder()
@@ -434,6 +440,8 @@ class Trainer:
     # --- the steps -----------------------------------------------------------------------------------
 
     def display(self, epoch: int, lr: float) -> None:
+        for line in self.tokens.notices() if self.tokens is not None else ():
+            self.say(line)  # rank 0's alone
         mean_loss, steps = self.losses.reduce()
         self.check_finite_loss(mean_loss, lr)
         seconds = self.clock.lap()
