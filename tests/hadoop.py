@@ -9,6 +9,7 @@ In tests, the session fixture `hadoop_cluster` (import it into conftest.py) give
 """
 
 import os
+import re
 import selectors
 import shutil
 import subprocess
@@ -23,6 +24,9 @@ MINICLUSTER = Path(__file__).resolve().parent / "minicluster"
 JVM_OPTIONS = MINICLUSTER / "jvm.options"
 CLASSPATH_ARGS = MINICLUSTER / "target" / "classpath.args"  # written by `make minicluster-jar`
 MAIN_CLASS = "torchonspark.minicluster.MiniCluster"
+# What points a client at a cluster: a cluster's own JVM starts without them (see MiniCluster.start).
+OTHER_CLUSTERS_VARIABLES = ("HADOOP_CONF_DIR", "YARN_CONF_DIR", "KRB5_CONFIG", "KRB5CCNAME", "SPARK_SUBMIT_OPTS",
+                            "HADOOP_TOKEN_FILE_LOCATION")
 REPO = MINICLUSTER.parents[1]
 
 
@@ -115,9 +119,13 @@ class MiniCluster:
         # stderr to a file, not a pipe: nobody reads it while the cluster runs, and a full pipe would
         # block the JVM. stdin is the lifeline (the JVM stops when it closes, even if this process dies)
         # and carries the fault commands.
+        # Its NodeManagers hand HADOOP_CONF_DIR on to every container (YARN's whitelist): their own
+        # cluster's, never the one this process points at (the session's, when a test starts a second).
+        environment = {key: value for key, value in os.environ.items() if key not in OTHER_CLUSTERS_VARIABLES}
+        environment.update(HADOOP_CONF_DIR=str(self.conf_dir), YARN_CONF_DIR=str(self.conf_dir))
         with open(self.stderr_path, "wb") as stderr:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=self.work_dir
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=self.work_dir, env=environment
             )
         try:
             fields = self._wait_for_ready_line()
@@ -214,12 +222,11 @@ class MiniCluster:
 def kerberos_env(kerberos: Kerberos, ticket_cache: Path, base: dict) -> dict:
     """The variables that point native clients (hdfs-native's GSSAPI) and Java ones (spark-submit's
     JVM, which ignores KRB5_CONFIG) at the mini cluster's KDC and at a ticket cache."""
-    java_option = f"-Djava.security.krb5.conf={kerberos.krb5_conf}"
-    submit_opts = base.get("SPARK_SUBMIT_OPTS", "")
+    others = re.sub(r"-Djava\.security\.krb5\.conf=\S+", "", base.get("SPARK_SUBMIT_OPTS", "")).strip()  # another cluster's
     return {
         "KRB5_CONFIG": str(kerberos.krb5_conf),
         "KRB5CCNAME": str(ticket_cache),  # a path is a FILE: cache to both MIT and Java
-        "SPARK_SUBMIT_OPTS": submit_opts if java_option in submit_opts else f"{submit_opts} {java_option}".strip(),
+        "SPARK_SUBMIT_OPTS": f"{others} -Djava.security.krb5.conf={kerberos.krb5_conf}".strip(),
     }
 
 

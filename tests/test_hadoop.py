@@ -6,6 +6,8 @@ as a user starts them, data and outputs on hdfs://, read back through the projec
 Run alone with `pytest -m hadoop` (about 10 minutes on 2 cores with tests/test_hadoop_tokens.py and tests/test_hdfs_faults.py, the clusters' starts included).
 """
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -20,7 +22,7 @@ from hadoop import spark_submit_yarn, yarn_applications
 
 from torchonspark.datasets import fs
 from torchonspark.datasets import hdfs as hdfs_client
-from torchonspark.datasets.digits import make_digits
+from torchonspark.datasets.digits import digit_wnid, make_digits
 from torchonspark.datasets.loader import list_row_groups
 
 pytestmark = pytest.mark.hadoop
@@ -157,6 +159,32 @@ def test_evaluate_and_features_read_the_model_and_data_from_hdfs(hadoop_cluster,
     location = fs.resolve(f"{run}/features")
     rows = sum(pq.ParquetFile(location.fs.open_input_file(part.path)).metadata.num_rows for part in parts)
     assert rows == 360
+
+
+def test_status_report_predict_and_tensorboard_read_a_run_on_kerberized_hdfs(trained, hdfs):
+    # The commands that need no Spark, on this process's ticket, as a user runs them on a gateway host.
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+    from tensorboard.util import tensor_util
+
+    run, _, _ = trained
+    image = next(info.path for info in fs.list_files(fs.resolve(f"{hdfs}/data/digits/val/{digit_wnid(3)}")))
+
+    def command(*args):
+        done = subprocess.run([sys.executable, "-m", "torchonspark.sparkjobs.cli", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert json.loads(command("status", run, "--json"))["iteration"] == 220
+    (row,) = csv.DictReader(io.StringIO(command("report", run, "--csv")))
+    assert (row["run"], int(row["iterations"]), float(row["top1"])) == (run, 220, json.loads(read(f"{run}/summary.json"))["val_top1"])
+    (guess,) = [json.loads(line) for line in command("predict", "--model", f"{run}/model", "--json", f"{hdfs}{image}").splitlines()]
+    assert "three" in [g["name"] for g in guess["top"][:2]] and len(guess["top"]) == 5, guess  # a 0.99 model, one image
+    board = EventMultiplexer()
+    board.AddRunsFromDirectory(f"{run}/tb")  # TensorBoard reads hdfs:// through fsspec, that is hdfs-native
+    board.Reload()
+    losses = {event.step: float(tensor_util.make_ndarray(event.tensor_proto)) for event in board.Tensors(".", "train/loss")}
+    metrics = [json.loads(line) for line in read(f"{run}/metrics.jsonl").decode().splitlines()]
+    assert losses == pytest.approx({m["iteration"]: m["loss"] for m in metrics if "loss" in m})
 
 
 def test_doctor_reports_yarns_free_resources_and_that_hdfs_answers(hadoop_cluster, converted):

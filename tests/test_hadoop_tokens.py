@@ -33,7 +33,7 @@ RENEW_S, MAX_LIFETIME_S = 40, 100
 # containers' own tokens and the ones the workers started with are past what hdfs-native takes.
 RESTART_AFTER_S = 75
 KILL_AFTER_S = MAX_LIFETIME_S + 5  # the relaunch starts after the first tokens have ended
-EPOCHS = 50  # 1,100 iterations (about 10 a second): training goes on well past KILL_AFTER_S
+EPOCHS = 40  # 880 iterations (about 10 a second): training is still going at KILL_AFTER_S
 FRESH = "tokens: fresh HDFS delegation tokens from the driver"
 
 PUT = """
@@ -92,13 +92,16 @@ def test_a_run_past_its_tokens_lifetime_writes_on_and_relaunches_with_the_fresh_
                        window=120, deadline_s=400, poll_s=0.5)
     faults.start()
     run = "hdfs:///runs/long"
-    result = spark_submit_yarn(cluster, REPO / "sparkjobs" / "train_resnet.py", "--recipe", "digits", "--data", "hdfs:///data/digits-pq",
-                               "--output", run, "--workers", "2", "--epochs", str(EPOCHS), "--snapshot", "50",
-                               deploy_mode="cluster", env={"KRB5CCNAME": "/nonexistent/krb5cc"},  # no ticket: the keytab alone
-                               conf={"spark.kerberos.principal": cluster.kerberos.principal,
-                                     "spark.kerberos.keytab": str(cluster.kerberos.keytab)})
-    left = left_after(10)
-    faults.join(timeout=5)
+    try:
+        result = spark_submit_yarn(cluster, REPO / "sparkjobs" / "train_resnet.py", "--recipe", "digits", "--data", "hdfs:///data/digits-pq",
+                                   "--output", run, "--workers", "2", "--epochs", str(EPOCHS), "--snapshot", "50",
+                                   deploy_mode="cluster", env={"KRB5CCNAME": "/nonexistent/krb5cc"},  # no ticket: the keytab alone
+                                   conf={"spark.kerberos.principal": cluster.kerberos.principal,
+                                         "spark.kerberos.keytab": str(cluster.kerberos.keytab)})
+        left = left_after(10)
+    finally:
+        faults.plan.clear()  # a fault still to come never meets the next test's cluster
+        faults.join(timeout=130)
     assert "final status: SUCCEEDED" in result.stderr, am_log(cluster)[-8000:] or result.stderr[-3000:]
     assert left == [], left
     application = next(word for word in result.stderr.split() if word.startswith("application_"))

@@ -68,7 +68,12 @@ class TokenRelay:
         self._spark = spark
         on_yarn = spark.sparkContext.getConf().get("spark.master", "") == "yarn"
         self.current: bytes | None = driver_tokens(spark) if on_yarn else None
-        staging = staging_folder(spark) if self.current is not None else None
+        try:
+            staging = staging_folder(spark) if self.current is not None else None
+        except OSError as error:  # the run can start without: its tokens then last as long as the first ones
+            print(f"tokens: no staging folder to relay fresh delegation tokens through: {first_line(error)}",
+                  file=sys.stderr, flush=True)
+            staging = None
         self.location: fs.Location | None = staging.join(RELAY_FILE) if staging is not None else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
