@@ -334,6 +334,26 @@ def test_without_a_ticket_or_with_an_expired_one_a_yarn_job_stops_in_one_line_wi
     assert not fs.resolve(f"{hdfs}/data/never").exists()
 
 
+@pytest.mark.parametrize("problem", ["a principal the KDC does not know", "a keytab that is not one"])
+def test_a_wrong_principal_or_keytab_is_refused_by_spark_submit_within_15_seconds_naming_it(hadoop_cluster, hdfs, tmp_path, problem):
+    # spark-submit logs in from the keytab before our code runs: its own Java error (with a stack
+    # trace, which we cannot shorten) is what a user sees, and it names the principal and the keytab.
+    principal, keytab = hadoop_cluster.kerberos.principal, hadoop_cluster.kerberos.keytab
+    if problem.startswith("a principal"):
+        principal = f"nobody@{principal.split('@')[1]}"
+    else:
+        keytab = tmp_path / "user.keytab"
+        keytab.write_bytes(b"not a keytab")
+    started = time.monotonic()
+    result = spark_submit_yarn(hadoop_cluster, JOBS / "convert_imagenet.py", f"{hdfs}/data/digits", f"{hdfs}/data/never",
+                               conf={"spark.kerberos.principal": principal, "spark.kerberos.keytab": str(keytab)},
+                               env={"KRB5CCNAME": f"FILE:{tmp_path / 'none.cc'}"})
+    assert time.monotonic() - started < 15
+    assert result.returncode != 0 and f"failure to login: for principal: {principal} from keytab {keytab}" in output_of(result), \
+        output_of(result)[-3000:]
+    assert not fs.resolve(f"{hdfs}/data/never").exists()
+
+
 FORK_CHECK = """
 import os, sys, time
 from torchonspark.datasets import fs
