@@ -291,8 +291,8 @@ def is_transient(error: BaseException) -> bool:
 class _TranslatingClient:
     """hdfs-native's client, its RPC errors raised as OSErrors (see ``as_os_error``), creating files and
     folders with the permissions Hadoop's Java client gives them (666 and 777 less the cluster's umask).
-    A file's missing parent folders are made here when the NameNode says they are missing: made by the
-    NameNode, as it creates a file, they would be 777."""
+    A file's missing parent folders are made here first (one more RPC a file, which is cheap beside a
+    file's writing): the NameNode makes them 777 otherwise."""
 
     def __init__(self, client: object, umask: int) -> None:
         self._client = client
@@ -303,15 +303,11 @@ class _TranslatingClient:
             from hdfs_native import WriteOptions
 
             write_options = WriteOptions()
+        parent = posixpath.dirname(path.rstrip("/"))
+        if write_options.create_parent:
+            self.mkdirs(parent, 0o777, True)
         write_options.permission = 0o666 & ~self._umask
-        if not write_options.create_parent:
-            return self.__getattr__("create")(path, write_options)
-        write_options.create_parent = False
-        try:
-            return self.__getattr__("create")(path, write_options)
-        except FileNotFoundError:  # a parent is missing (one RPC more, once per new folder)
-            self.mkdirs(posixpath.dirname(path.rstrip("/")), 0o777, True)
-            return self.__getattr__("create")(path, write_options)
+        return self.__getattr__("create")(path, write_options)
 
     def mkdirs(self, path: str, permission: int, create_parent: bool) -> None:
         self.__getattr__("mkdirs")(path, 0o777 & ~self._umask, create_parent)
