@@ -8,9 +8,9 @@ on, write their checkpoints and metrics and survive a relaunch with the tokens S
 keytab every 30 s, which only the relay (sparkjobs/cluster/credentials.py) brings to them. A
 NameNode restart makes every process reconnect once its start-up tokens are useless. The URLs name
 no NameNode (hdfs:///): the cluster-mode driver and the executors find fs.defaultFS in the
-configuration Spark ships into their containers. Nothing
-in this process touches that cluster: a child with its environment reads what the run wrote, so the
-session's cluster (its KDC, its ticket) stays this process's own.
+configuration Spark ships into their containers. Nothing in this process touches that cluster: a
+child with its environment reads what the run wrote, so the session's cluster (its KDC, its ticket)
+stays this process's own.
 
 Run alone with `pytest tests/test_hadoop_tokens.py` (about 3 minutes on 2 cores).
 """
@@ -33,7 +33,7 @@ RENEW_S, MAX_LIFETIME_S = 40, 100
 # containers' own tokens and the ones the workers started with are past what hdfs-native takes.
 RESTART_AFTER_S = 75
 KILL_AFTER_S = MAX_LIFETIME_S + 5  # the relaunch starts after the first tokens have ended
-EPOCHS = 40  # 880 iterations (about 10 a second): training is still going at KILL_AFTER_S
+EPOCHS = 50  # 1,100 iterations (about 10 a second on an idle machine): training is still going at KILL_AFTER_S
 FRESH = "tokens: fresh HDFS delegation tokens from the driver"
 
 PUT = """
@@ -55,7 +55,7 @@ print(json.dumps({
     "log": run.join("train.log").read_bytes().decode(),
     "checkpoints": {info.base_name: run.fs.handler.fs.client.get_file_info(info.path).modification_time / 1000
                     for info in fs.list_files(run.join("checkpoints"))},
-    "with_a_token": [info.path for info in files if b"HDFS_DELEGATION_TOKEN" in fs.resolve(run.url + info.path[len(run.path):]).read_bytes()],
+    "with_a_token": [info.path for info in files if b"HDFS_DELEGATION_TOKEN" in run.join(info.path[len(run.path):].lstrip("/")).read_bytes()],
     "staging_left": staging.exists(),
 }))
 """
