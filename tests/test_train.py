@@ -221,7 +221,7 @@ def test_resuming_halfway_gives_the_same_weights_as_running_straight(digits_parq
 def test_a_run_resumes_only_with_the_workers_and_batch_it_had(trained, recipe):
     data, run = trained
     other = run_worker("--conf", str(recipe), "--data", str(data), "--output", str(run), "--threads", "1", "--resume")
-    assert other.returncode != 0 and "ran on 2 workers x 16 images; resume it with the same (now 1 x 16)" in other.stderr
+    assert other.returncode != 0 and "ran on 2 workers x 16 images; resume it with the same (now 1 x 16;" in other.stderr
 
 
 def snapshot(folder):

@@ -71,7 +71,7 @@ def check_resumable(state: dict[str, Any], netdef: NetDef, world_size: int, batc
     saved = (state.get("world_size"), state.get("batch_size"))
     if saved != (world_size, batch_size):
         raise ValueError(f"--resume: {source} ran on {saved[0]} workers x {saved[1]} images; resume it with the same "
-                         f"(now {world_size} x {batch_size})")
+                         f"(now {world_size} x {batch_size}; fewer processes can compute them as virtual workers)")
     if state["iteration"] >= max_iter and exported:
         raise ValueError(f"--resume: {source} already reached iteration {state['iteration']} of {max_iter} and its model "
                          "is exported; raise --max-iter or --epochs to train further")

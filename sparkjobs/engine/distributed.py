@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,6 +66,7 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 # the all-reduce and back after it, halving the bytes a step moves. Both dtypes all-reduce on NCCL and
 # on gloo (checked on gloo with torch 2.14); bf16 keeps fp32's range, fp16 more mantissa.
 COMPRESSION_HOOKS = {"none": None, "bf16": default_hooks.bf16_compress_hook, "fp16": default_hooks.fp16_compress_hook}
+COMPRESSION_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -85,16 +87,44 @@ class DdpOptions:
             raise ValueError(f"bucket_cap_mb must be positive; got {self.bucket_cap_mb}")
 
 
-def wrap_ddp(net: nn.Module, device: torch.device, options: DdpOptions = DdpOptions()) -> DistributedDataParallel:
-    """``net`` in DDP as ``options`` say, its compression hook (if any) installed."""
+def wrap_ddp(net: nn.Module, device: torch.device, options: DdpOptions = DdpOptions(),
+             workers: int | None = None) -> DistributedDataParallel:
+    """``net`` in DDP as ``options`` say, its compression hook (if any) installed. ``workers``: the run's
+    virtual workers when fewer processes compute them (virtual.py): gradients are then averaged over
+    the workers, not the processes."""
     model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                     bucket_cap_mb=options.bucket_cap_mb,
                                     gradient_as_bucket_view=options.gradient_as_bucket_view,
                                     static_graph=options.static_graph)
+    if workers is not None and workers != dist.get_world_size():
+        model.register_comm_hook(None, mean_over_workers_hook(workers, COMPRESSION_DTYPES[options.compression]))
+        return model
     hook = COMPRESSION_HOOKS[options.compression]
     if hook is not None:
         model.register_comm_hook(None, hook)  # None: the default process group
     return model
+
+
+def mean_over_workers_hook(workers: int, dtype: torch.dtype | None) -> Callable:
+    """A DDP communication hook that averages over ``workers`` virtual workers rather than the
+    processes: each process's bucket holds the sum of its workers' gradients, divided here by the
+    workers before the all-reduce sums them (as DDP's own hooks divide by the processes). With V a
+    power of two the division is exact, so the result differs from V processes' only in the order of
+    the sums. ``dtype``: the 16-bit type gradients travel in (the recipe's gradient_compression), or
+    None. torch's hooks divide by the process group's size, which is why this one is ours."""
+    def hook(_, bucket):  # unannotated: DDP checks a hook's annotations as objects, and this module's are strings
+        buffer = bucket.buffer()
+        tensor = (buffer.to(dtype) if dtype is not None else buffer).div_(workers)
+
+        def decompress(future: torch.futures.Future) -> torch.Tensor:
+            reduced = future.value()[0]
+            if dtype is not None:
+                buffer.copy_(reduced)
+            return buffer
+
+        return dist.all_reduce(tensor, async_op=True).get_future().then(decompress)
+
+    return hook
 
 
 def autocast(device: torch.device, mixed_precision: bool = True) -> AbstractContextManager:
@@ -121,3 +151,28 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+def accumulated_step(model: DistributedDataParallel, optimizer: torch.optim.Optimizer,
+                     batches: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                     before_last: Callable[[], None], random_state_of: Callable[[int], AbstractContextManager],
+                     mixed_precision: bool = True) -> list[torch.Tensor]:
+    """One synchronous SGD step over several virtual workers' batches (virtual.py): a forward and
+    backward for each, gradients summed in place under ``no_sync`` but for the last, whose backward
+    all-reduces them (averaged over the workers by ``mean_over_workers_hook``); ``before_last`` runs
+    just before the last forward, and each batch's forward and backward under ``random_state_of(its
+    index)``. Returns each batch's loss, detached."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = []
+    for index, (images, targets) in enumerate(batches):
+        last = index == len(batches) - 1
+        if last:
+            before_last()
+        images, targets = to_device(images, targets, device)
+        with nullcontext() if last else model.no_sync(), random_state_of(index):
+            with autocast(device, mixed_precision):
+                loss = F.cross_entropy(model(images), targets)
+            loss.backward()
+        losses.append(loss.detach())
+    optimizer.step()
+    return losses

@@ -52,6 +52,9 @@ class TrainJob:
     output: fs.Location  # the run folder
     device: str = "cpu"  # "cpu" or "cuda"
     threads: int = 1  # CPU threads for torch and for decoding
+    # The run's workers (virtual.py): they decide the global batch, the schedule and the data order,
+    # whatever number of processes computes them. None: one per process.
+    virtual_workers: int | None = None
     resume: bool = False
     overwrite: bool = False  # replace an existing run folder once this run has finished
     weights: fs.Location | None = None  # initial weights (a state dict file, or an exported model folder)
@@ -118,6 +121,9 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
         parser.add_argument("--onnx", action="store_true",
                             help="also export model/model.onnx and check it with onnxruntime on the val split (the onnx extra)")
     else:
+        parser.add_argument("--virtual-workers", type=int, metavar="V",
+                            help="the run's workers, computed by however many processes torchrun starts (1 to V): the "
+                                 "same global batch, schedule and data order as V processes (default: one per process)")
         parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default %(default)s")
         parser.add_argument("--threads", type=int, help="torch and decode threads (default: torch's)")
     return parser
@@ -173,9 +179,13 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
             recipe = recipe.replace(model=load_model(args.model))
         except ValueError as error:
             raise ValueError(f"--model: {error}") from None
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    virtual = getattr(args, "virtual_workers", None)
+    if virtual is not None and not 1 <= processes <= virtual:
+        raise ValueError(f"--virtual-workers {virtual}: give at least as many virtual workers as processes ({processes})")
     data = fs.resolve(args.data)
     labels = read_dataset_labels(data)
-    check_dataset(data, labels, getattr(args, "workers", None) or int(os.environ.get("WORLD_SIZE", "1")))
+    check_dataset(data, labels, getattr(args, "workers", None) or virtual or processes)
     output = fs.resolve(args.output)
     mlflow = tracking_target(output) if args.mlflow else None
     if check_output_folder:
@@ -190,6 +200,7 @@ def job_from_args(args: argparse.Namespace, threads: int, device: str, check_out
         output=output,
         device=device,
         threads=threads,
+        virtual_workers=virtual,
         resume=args.resume,
         overwrite=args.overwrite,
         weights=weights,

@@ -111,13 +111,13 @@ class RunFolder:
 
     # --- the job ---------------------------------------------------------------------------------
 
-    def record_start(self, iteration: int, job: dict[str, Any]) -> None:
+    def record_start(self, iteration: int, job: dict[str, Any], processes: int) -> None:
         """What this start of the run trains (``job``: model, recipe, max_iter, per_epoch, world_size...),
-        with the run's starts so far: a resume adds one. Starts after ``iteration`` are dropped, as
-        their metrics lines are (keep_metrics_through)."""
+        with the run's starts so far, each with the processes that computed its workers: a resume adds
+        one. Starts after ``iteration`` are dropped, as their metrics lines are (keep_metrics_through)."""
         earlier = self.read_job() or {}
         starts = [start for start in earlier.get("starts", []) if start["iteration"] <= iteration]
-        starts.append({"iteration": iteration, "time": time.time(), "host": socket.gethostname()})
+        starts.append({"iteration": iteration, "time": time.time(), "host": socket.gethostname(), "processes": processes})
         self.job.write_text_atomically(json.dumps({**job, "starts": starts}, indent=2) + "\n")
 
     def read_job(self) -> dict[str, Any] | None:

@@ -41,7 +41,8 @@ from torchonspark.netdefs import count_complexity
 from torchonspark.netdefs.legos import zero_init_residual
 from torchonspark.sparkjobs.engine.checkpoint import check_resumable, checkpoint_state, load_initial_weights, newest_loadable
 from torchonspark.sparkjobs.engine.credentials import TokenFollower, follow_tokens
-from torchonspark.sparkjobs.engine.distributed import autocast, init_distributed, select_device, to_device, train_step, wrap_ddp
+from torchonspark.sparkjobs.engine.distributed import (accumulated_step, autocast, init_distributed, select_device, to_device,
+                                                       train_step, wrap_ddp)
 from torchonspark.sparkjobs.engine.export import export_model, is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
 from torchonspark.sparkjobs.engine.keptlines import KeptLines
@@ -53,6 +54,7 @@ from torchonspark.sparkjobs.engine.scoring import count_hits
 from torchonspark.sparkjobs.engine.stops import STOP_EXIT_STATUS, Diverged, InputRefused, StorageFull, TrainingStopped, stop_line
 from torchonspark.sparkjobs.engine.tensorboard import TrainingBoard, run_hparams
 from torchonspark.sparkjobs.engine.tracking import RunTracker, run_params
+from torchonspark.sparkjobs.engine.virtual import BufferKeeper, VirtualShare
 
 
 def train_worker(job: TrainJob) -> dict[str, Any] | None:
@@ -230,22 +232,23 @@ class Clock:
 
 
 class LossMeter:
-    """The mean training loss of a display interval over every rank: summed on the device, so the
-    loop never waits for the GPU, and all-reduced only when shown."""
+    """The mean training loss of a display interval over every (virtual) worker: summed on the device,
+    so the loop never waits for the GPU, and all-reduced only when shown."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss total, steps
+    def __init__(self, device: torch.device, workers: int) -> None:
+        self.workers = workers  # the run's virtual workers: each adds one loss a step
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss total, losses
         self._one = torch.ones((), dtype=torch.float64, device=device)
 
     def add(self, loss: torch.Tensor) -> None:
         self.sums += torch.stack([loss.double(), self._one])
 
     def reduce(self) -> tuple[float, float]:
-        """(mean loss, steps per rank) of the interval over every rank; starts a new interval."""
+        """(mean loss, steps) of the interval over every worker; starts a new interval."""
         dist.all_reduce(self.sums)
-        total, steps = self.sums.tolist()
+        total, losses = self.sums.tolist()
         self.sums.zero_()
-        return total / steps, steps / dist.get_world_size()
+        return total / losses, losses / self.workers
 
 
 def _eta(seconds: float) -> str:
@@ -260,26 +263,37 @@ class Trainer:
     def __init__(self, job: TrainJob, device: torch.device, rank: int, world_size: int,
                  tokens: TokenFollower | None = None) -> None:
         self.tokens = tokens  # fresh HDFS delegation tokens, for a run longer than they live
-        self.job, self.recipe, self.device, self.rank, self.world_size = job, job.recipe, device, rank, world_size
+        # world_size: the run's workers (virtual.py), which decide its mathematics; processes: how many
+        # processes compute them in this start (the torch.distributed world).
+        self.job, self.recipe, self.device, self.rank, self.processes = job, job.recipe, device, rank, world_size
+        self.world_size = job.virtual_workers or world_size
         self.clock = Clock()
         self.run = job.run_folder()
         self._unlogged: list[str] = []
-        self.train_loader = ShardedLoader(job.data.join("train"), rank, world_size, self.recipe.batch_size,
-                                          TrainTransform(self.recipe.crop_size, self.recipe.scale_range, self.recipe.mirror),
-                                          train=True, seed=self.recipe.seed, decode_threads=job.threads)
+        self.share = VirtualShare(rank, world_size, self.world_size, device)
+        threads = max(1, job.threads // len(self.share.ranks))  # decode threads, shared by this process's loaders
+        self.train_loaders = [ShardedLoader(job.data.join("train"), v, self.world_size, self.recipe.batch_size,
+                                            TrainTransform(self.recipe.crop_size, self.recipe.scale_range, self.recipe.mirror),
+                                            train=True, seed=self.recipe.seed, decode_threads=threads)
+                              for v in self.share.ranks]
+        # Validation counts every image once whatever the shards: one per process.
         self.val_loader = ShardedLoader(job.data.join("val"), rank, world_size, self.recipe.batch_size,
                                         EvalTransform(self.recipe.crop_size), train=False, decode_threads=job.threads)
-        self.per_epoch = len(self.train_loader)
-        self.schedule = schedule(self.recipe, world_size, self.per_epoch)
+        self.per_epoch = len(self.train_loaders[0])
+        self.schedule = schedule(self.recipe, self.world_size, self.per_epoch)
         self.max_iter = self.schedule.max_iter
         self.net = self._build_net()
         self.optimizer = sgd(self.net, self.recipe)
         self.iteration = self._resume() if job.resume else 0
         self.first_iteration = self.iteration
-        self.model = wrap_ddp(self.net, device, self.recipe.ddp_options())
+        self.ddp = wrap_ddp(self.net, device, self.recipe.ddp_options(), workers=self.world_size)
+        self.model = self.ddp
         if self.recipe.torch_compile:  # validation and checkpoints use self.net, which stays eager
-            self.model = torch.compile(self.model)
-        self.losses = LossMeter(device)
+            self.model = torch.compile(self.ddp)
+        # Fewer processes than workers: every process takes the step of virtual workers (virtual.py), even
+        # one that computes a single worker; with one process per worker, DDP's plain step.
+        self.buffers = BufferKeeper(self.net) if self.processes < self.world_size else None
+        self.losses = LossMeter(device, self.world_size)
         self.last_validation: tuple[float, float] | None = None
         self.validated_at: int | None = None
         self.last_finite_loss: tuple[int, float] | None = None
@@ -303,7 +317,7 @@ class Trainer:
         net = self.job.netdef.build()
         if self.recipe.zero_init_residual:
             zero_init_residual(net)
-        torch.manual_seed(self.recipe.seed + self.rank)  # but each rank its own dropout masks
+        self.share.seed(self.recipe.seed)  # but each worker its own dropout masks
         if self.job.weights is not None and not self.job.resume:
             kept_new = load_initial_weights(net, self.job.weights)
             if kept_new:
@@ -330,9 +344,7 @@ class Trainer:
             self.say(f"resuming from iteration {state['iteration']} (checkpoint {latest.url})")
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"][self.rank])
-        if self.device.type == "cuda" and state.get("cuda_rng"):
-            torch.cuda.set_rng_state(state["cuda_rng"][self.rank], self.device)
+        self.share.set_random_states(state["rng"], state.get("cuda_rng"))
         return state["iteration"]
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -344,12 +356,14 @@ class Trainer:
             self.run.keep_metrics_through(self.iteration)  # what a failed attempt wrote after it, if anything
             self.run.record_start(self.iteration, {"model": self.job.netdef.to_dict(), "recipe": self.recipe.to_dict(),
                                                    "schedule": self.schedule.to_dict(), "max_iter": self.max_iter, "per_epoch": self.per_epoch,
-                                                   "world_size": self.world_size, "device": self.device.type})
+                                                   "world_size": self.world_size, "device": self.device.type},
+                                  self.processes)
             if self.job.tensorboard:
                 self.open_board()
             if self.job.mlflow is not None:
                 self.open_tracker()
-        self.say(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s): {self.max_iter} "
+        shared = f" computed by {self.processes} processes" if self.processes < self.world_size else ""
+        self.say(f"training {self.job.netdef.name} on {self.world_size} {self.device.type} worker(s){shared}: {self.max_iter} "
                  f"iterations ({self.per_epoch} per epoch) of {self.world_size} x {self.recipe.batch_size} images")
         if self.iteration >= self.max_iter:  # a finished run whose export failed: its validation is on record
             self.last_validation = self._recorded_validation()
@@ -400,12 +414,22 @@ class Trainer:
     def train_one_epoch(self) -> None:
         """The rest of the current epoch (from where a resumed run left it), or up to the budget."""
         epoch, offset = divmod(self.iteration, self.per_epoch)
-        self.train_loader.set_epoch(epoch, offset)
-        for images, targets in self.train_loader:
+        for loader in self.train_loaders:
+            loader.set_epoch(epoch, offset)
+        for batches in zip(*self.train_loaders):  # one batch of each of this process's virtual workers
             lr = self.schedule.rate(self.iteration)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            self.losses.add(train_step(self.model, self.optimizer, images, targets, self.device))
+            if self.buffers is None:
+                (images, targets), = batches
+                self.losses.add(train_step(self.model, self.optimizer, images, targets, self.device))
+            else:
+                self.buffers.save()
+                # Eager DDP: a compiled graph need not honour no_sync's switch between its forwards.
+                for loss in accumulated_step(self.ddp, self.optimizer, [batches[i] for i in self.share.order],
+                                             self.device, self.buffers.restore,
+                                             lambda j: self.share.random_state_of(self.share.order[j])):
+                    self.losses.add(loss)
             self.iteration += 1
             self.after_step(epoch, lr)
             if self.iteration == self.max_iter:
@@ -510,12 +534,12 @@ class Trainer:
         if not all(torch.isfinite(parameter).all() for parameter in self.net.parameters()):
             raise Diverged(f"training diverged: weights are not finite at iteration {self.iteration}; lower base_lr or add "
                            "warmup_iters; no checkpoint was written and nothing was exported")
-        rng = [None] * self.world_size
-        dist.all_gather_object(rng, torch.get_rng_state())
-        cuda_rng = None
-        if self.device.type == "cuda":
-            cuda_rng = [None] * self.world_size
-            dist.all_gather_object(cuda_rng, torch.cuda.get_rng_state(self.device))
+        # Every virtual worker's random states, in virtual rank order: a checkpoint does not depend on how
+        # many processes computed them.
+        gathered: list[Any] = [None] * self.processes
+        dist.all_gather_object(gathered, self.share.random_states())
+        rng = [state for cpu, _ in gathered for state in cpu]
+        cuda_rng = [state for _, cuda in gathered for state in cuda] if self.device.type == "cuda" else None
         if self.rank == 0:
             state = checkpoint_state(self.net, self.optimizer, self.iteration, (self.iteration - 1) // self.per_epoch, rng,
                                      cuda_rng, self.world_size, self.recipe.batch_size, self.recipe.to_dict(), self.job.netdef)
@@ -541,6 +565,7 @@ class Trainer:
             "val_top1": top1,
             "val_top5": top5,
             "world_size": self.world_size,
+            "processes": self.processes,
             "iterations": self.iteration,
             "epochs": self.iteration / self.per_epoch,
             "train_images_per_sec": images_trained / self.clock.training_seconds if self.clock.training_seconds else None,
