@@ -58,6 +58,8 @@ class RunStatus:
     restarts: int = 0  # the driver's relaunches
     last_restart: dict[str, Any] | None = None  # its metrics.jsonl record: cause, iteration resumed from...
     resumes: int = 0  # starts by hand (--resume)
+    processes: int | None = None  # of the newest start, when fewer than the workers (an elastic run shrunk)
+    resizes: list[dict[str, Any]] = field(default_factory=list)  # an elastic run's: from, to, why, iteration
     replacing: str | None = None  # a live `train --overwrite`: the folder it trains in, published as RUN at its end
     replaces: str | None = None  # then: the old run, which RUN still is until then, in one line
 
@@ -106,11 +108,12 @@ def _read_run(root: fs.Location, output: fs.Location | None) -> RunStatus:
     displays = [record for record in records if "loss" in record]
     validations = [record for record in records if record.get("val_top1") is not None]
     restarts = [record for record in records if record.get("event") == "restart"]
+    resizes = [record for record in records if record.get("event") == "resize"]
     status = RunStatus(run=root.url, state="stopped", finished=False, model=described.get("model"),
                        recipe=described.get("recipe"), world_size=described.get("world_size"),
                        device=described.get("device"), max_iter=job.get("max_iter") if job else None,
                        per_epoch=job.get("per_epoch") if job else None, restarts=len(restarts),
-                       last_restart=restarts[-1] if restarts else None,
+                       last_restart=restarts[-1] if restarts else None, resizes=resizes,
                        checkpoints=[location.name for location in run.checkpoint_paths()])
     status.iteration = max((record["iteration"] for record in displays + validations), default=0)
     if displays:
@@ -121,8 +124,10 @@ def _read_run(root: fs.Location, output: fs.Location | None) -> RunStatus:
     times = [record["time"] for record in records if "time" in record]
     status.seconds_since_record = time.time() - times[-1] if times else None
     if job is not None:
-        restarted = {record["iteration"] for record in restarts}
+        restarted = {record["iteration"] for record in restarts + resizes}
         status.resumes = len([start for start in job.get("starts", [])[1:] if start["iteration"] not in restarted])
+        processes = (job.get("starts") or [{}])[-1].get("processes")
+        status.processes = processes if processes is not None and processes < (status.world_size or 0) else None
     holder = OutputLock(output, "RUN").holder_now() if output is not None else None
     if holder is not None:
         status.holder, status.holder_alive = asdict(holder), _alive(holder)
@@ -220,6 +225,12 @@ def status_lines(status: RunStatus) -> list[str]:
         lines.append("restarts: none")
     if status.resumes:
         lines[-1] += f"; resumed by hand {status.resumes} time(s)"
+    if status.resizes:
+        last = status.resizes[-1]
+        lines.append(f"resizes: {len(status.resizes)}; the last at iteration {last['iteration']}, {last['from']} -> "
+                     f"{last['to']} processes: {last['why']}")
+    if status.processes is not None:
+        lines.append(f"processes: {status.processes} computing the {status.world_size} workers (an elastic run short of slots)")
     return lines
 
 

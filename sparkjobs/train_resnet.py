@@ -51,9 +51,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     for flag, value, least in (("--workers", args.workers, 1), ("--max-restarts", args.max_restarts, 0),
-                               ("--stall-timeout", args.stall_timeout, 1)):
+                               ("--stall-timeout", args.stall_timeout, 1), ("--min-workers", args.min_workers or 1, 1),
+                               ("--elastic-wait", args.elastic_wait, 0)):
         if value < least:
             raise ValueError(f"{flag} must be at least {least}; got {value}")
+    if args.min_workers is not None and args.min_workers > args.workers:
+        raise ValueError(f"--min-workers {args.min_workers} is more than --workers {args.workers}")
     if args.onnx:
         check_onnx_installed()
     job = train_job.job_from_args(args, threads=1, device="cpu")  # everything that needs no Spark, checked first
@@ -73,11 +76,12 @@ def _train_on(spark: SparkSession, job: train_job.TrainJob, args: argparse.Names
     job = job.replace(threads=task_cpus(spark), device="cuda" if gpu else "cpu")
     yarn = yarn_capacity(spark) if conf.get("spark.master") == "yarn" else None
     try:
-        preflight(conf, args.workers, gpu, registered_executor_cores(spark), yarn)
+        preflight(conf, args.min_workers or args.workers, gpu, registered_executor_cores(spark), yarn)
     except PreflightError as problem:
         print(f"train: {problem}", file=sys.stderr)
         return 2
-    supervisor = Supervisor(spark, job, args.workers, gpu, max_restarts=args.max_restarts, stall_timeout_s=args.stall_timeout)
+    supervisor = Supervisor(spark, job, args.workers, gpu, max_restarts=args.max_restarts, stall_timeout_s=args.stall_timeout,
+                            min_workers=args.min_workers, elastic_wait_s=args.elastic_wait)
     try:
         summary = supervisor.run()
     except TrainingFailed as failure:

@@ -74,6 +74,19 @@ def kill_executor_of_rank(rank: int) -> Callable[[], str | None]:
     return kill
 
 
+def lose_node_of_rank(rank: int, worker_of: Callable[[psutil.Process], psutil.Process | None]) -> Callable[[], str | None]:
+    """A fault: SIGKILL of the cluster node that runs rank ``rank``: its executor JVM and the JVM
+    ``worker_of(executor)`` names (a standalone worker, tests/standalone.py), so that the cluster has
+    one slot fewer until a node joins again."""
+    def kill() -> str | None:
+        executors = {executor.pid: executor for executor in map(executor_of, training_processes(rank)) if executor}
+        nodes = [node for node in map(worker_of, executors.values()) if node is not None]
+        for process in [*nodes, *executors.values()]:
+            process.kill()
+        return f"node pid {', '.join(str(node.pid) for node in nodes)} of rank {rank}" if nodes else None
+    return kill
+
+
 class FaultPlan(threading.Thread):
     """Runs each (after, fault) of ``plan`` in turn, once the run's newest iteration (``iteration()``,
     None before the first) has reached ``after`` and is still within ``window`` of it; a fault returns

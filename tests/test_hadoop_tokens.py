@@ -97,7 +97,11 @@ def test_a_run_past_its_tokens_lifetime_writes_on_and_relaunches_with_the_fresh_
                                    "--output", run, "--workers", "2", "--epochs", str(EPOCHS), "--snapshot", "50",
                                    deploy_mode="cluster", env={"KRB5CCNAME": "/nonexistent/krb5cc"},  # no ticket: the keytab alone
                                    conf={"spark.kerberos.principal": cluster.kerberos.principal,
-                                         "spark.kerberos.keytab": str(cluster.kerberos.keytab)})
+                                         "spark.kerberos.keytab": str(cluster.kerberos.keytab),
+                                         # Spark fetches tokens every 30 s here; one fetch that meets the
+                                         # NameNode's restart is retried after this (default: an hour,
+                                         # longer than these tokens live; seen to fail this test once).
+                                         "spark.security.credentials.retryWait": "5s"})
         left = left_after(10)
     finally:
         faults.plan.clear()  # a fault still to come never meets the next test's cluster

@@ -115,7 +115,8 @@ def test_namenode_restarts_are_ridden_out_and_a_quota_stops_the_run_for_a_resume
         restart.join(timeout=120)
     out = capsys.readouterr().out
 
-    assert [n for n, _ in in_flight.done] == [100, 150] and in_flight.done[0][1] == "namenode down", in_flight.done
+    assert [n for n, _ in in_flight.done] == [100, 150] and in_flight.done[0][1] == "namenode down", (
+        in_flight.done, stopped.value.cause, stopped.value.tail, out[-3000:])
     assert [what.split(" ", 1)[0] for _, what in between.done] == ["namenode"], between.done
     assert supervisor.restarts == [], supervisor.restarts  # the NameNode restarts needed no relaunch
     assert f"writing {url}/checkpoints/iter-00000100.pt: " in out, out[-3000:]  # the write it broke, done again whole

@@ -147,6 +147,16 @@ def registered_executor_cores(spark: SparkSession) -> int | None:
     return spark.sparkContext.defaultParallelism  # on a cluster master: the registered executors' cores
 
 
+def registered_task_slots(spark: SparkSession) -> int | None:
+    """Barrier tasks the registered executors can run at once (their cores over spark.task.cpus, and
+    their GPUs when tasks take GPUs), as the barrier scheduler counts them; None on a local master or
+    before any executor has registered. (defaultParallelism is at least 2, so it cannot say 1.)"""
+    context = spark.sparkContext._jsc.sc()  # noqa: SLF001 (no public API counts slots)
+    if context.getExecutorMemoryStatus().size() <= 1:
+        return None
+    return int(context.maxNumConcurrentTasks(context.resourceProfileManager().defaultResourceProfile()))
+
+
 def preflight(conf: Mapping[str, str], workers: int, use_gpu: bool, registered_cores: int | None = None,
               yarn: YarnCapacity | None = None) -> None:
     """Raise PreflightError with the first failing check's sentence (``conf``: ``spark_conf(spark)``;

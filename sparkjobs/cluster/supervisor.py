@@ -19,6 +19,13 @@ after its workers finished the run (model exported, summary written) is not rela
 and one whose workers have not ended FINISHED_GRACE_S after the run became whole is cancelled and its
 summary taken, whatever a worker does after (an abort at exit, a hang). The workers themselves end with
 the Spark task that started them (engine/lifeline.py).
+
+Elastic runs (``min_workers`` below ``workers``): the run's workers are virtual (engine/virtual.py),
+so the stage may run on fewer processes with the same mathematics. A relaunch that does not find a
+slot for every worker within ``elastic_wait_s`` goes on with the slots there are (at least
+``min_workers``); while a run is short of processes the watchdog looks for slots that came back, and
+ends the stage at the next checkpoint to relaunch on them. Each change is a ``resize`` record in
+metrics.jsonl (from, to, why, seconds lost) and a line in train.log.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from pyspark.sql import SparkSession
 
 from torchonspark.sparkjobs.cluster.credentials import TokenRelay
 from torchonspark.sparkjobs.cluster.launch import TrainingFailed, launch
-from torchonspark.sparkjobs.cluster.preflight import registered_executor_cores
+from torchonspark.sparkjobs.cluster.preflight import registered_task_slots
 from torchonspark.sparkjobs.engine.checkpoint import newest_loadable
 from torchonspark.sparkjobs.engine.export import is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
@@ -46,6 +53,7 @@ STARTUP_GRACE_S = 120.0  # before the first metrics line: Spark's tasks, torchru
 # After the run is whole (summary.json, the model): the workers publish, close and exit in about a
 # second; a stage still running this long after is waiting on a worker that will not end.
 FINISHED_GRACE_S = 10.0
+ELASTIC_WAIT_S = 180.0  # for the lost slots to come back before an elastic run goes on with fewer
 
 
 @dataclass
@@ -56,13 +64,16 @@ class Stall:
     seconds: float = 0.0
     iteration: int | None = None
     lingered: float = 0.0
+    # Set when it ended the stage at a checkpoint to relaunch on more slots (an elastic run growing).
+    grow_to: int = 0
+    grow_at: int | None = None
 
 
 @dataclass
 class Supervisor:
     spark: SparkSession
     job: TrainJob
-    workers: int
+    workers: int  # the run's workers (virtual when fewer processes compute them)
     use_gpu: bool
     max_restarts: int = 3
     slot_wait_s: float = 300.0
@@ -70,6 +81,10 @@ class Supervisor:
     restarts: list[dict[str, Any]] = field(default_factory=list)
     worker: Callable[[TrainJob], Any] = train_worker  # what each process runs (tests wrap it to add a fault)
     finished_grace_s: float = FINISHED_GRACE_S
+    min_workers: int | None = None  # the fewest processes the run goes on with (None: every worker its own)
+    elastic_wait_s: float = ELASTIC_WAIT_S
+    resizes: list[dict[str, Any]] = field(default_factory=list)
+    processes: int = 0  # of the current attempt
 
     def run(self) -> dict[str, Any]:
         """Train to the end, relaunching as needed; rank 0's summary. Raises TrainingFailed when the
@@ -79,12 +94,25 @@ class Supervisor:
 
     def _run(self, tokens: TokenRelay) -> dict[str, Any]:
         started_fresh = not self.job.resume and not self.job.output.exists()
-        job, previous = self.job, None
+        job, previous = self.job.replace(virtual_workers=self.workers), None
+        # The first attempt of a run that does not shrink asks for every worker's slot, as preflight checked.
+        elastic = (self.min_workers or self.workers) < self.workers
+        self.processes = self._processes_to_launch() if elastic else self.workers
         while True:
             stall = Stall()
             try:
                 return self._attempt(job.replace(tokens=tokens.current, token_relay=tokens.location), stall)
             except TrainingFailed as failure:
+                if stall.grow_to and (summary := finished_summary(job.run_folder())) is not None:
+                    return summary  # it finished while the stage was being ended: nothing to grow into
+                if stall.grow_to:  # a planned relaunch, at a checkpoint, on the slots that came back
+                    run = job.run_folder()
+                    resume_from, saved_at = self._resumable(run)
+                    self._record_resize(run, stall.grow_to, f"{stall.grow_to} task slots again: grown at the checkpoint of "
+                                                            f"iteration {resume_from}", resume_from,
+                                        round(time.time() - saved_at, 1) if saved_at else None)
+                    job = job.replace(resume=True, weights=None)
+                    continue
                 if stall.lingered:
                     failure.cause = f"a worker had not ended {stall.lingered:.0f} s after summary.json was written; the stage was cancelled"
                 elif stall.seconds:
@@ -101,21 +129,27 @@ class Supervisor:
                     self._give_up(run, started_fresh, failure, signature == previous)
                     raise
                 previous = signature
-                self._wait_for_slots()
+                waited = time.monotonic()
+                processes = self._processes_to_launch()
                 self._record_restart(run, failure.cause, resume_from, saved_at)
+                if processes != self.processes:
+                    self._record_resize(run, processes, f"the cluster gave {processes} of {self.workers} task slots within "
+                                                        f"{self.elastic_wait_s:.0f} s", resume_from,
+                                        round(time.monotonic() - waited, 1))
                 job = job.replace(resume=resume_from is not None, weights=None if resume_from is not None else job.weights)
 
     def _attempt(self, job: TrainJob, stall: Stall) -> dict[str, Any]:
         group = f"torchonspark-train-{uuid.uuid4().hex[:8]}"
         context = self.spark.sparkContext
-        context.setJobGroup(group, f"train {job.netdef.name} on {self.workers} workers -> {job.output.url}"
-                                   f" (attempt {len(self.restarts) + 1})", interruptOnCancel=True)
+        on = f"{self.workers} workers" + (f" ({self.processes} processes)" if self.processes < self.workers else "")
+        context.setJobGroup(group, f"train {job.netdef.name} on {on} -> {job.output.url}"
+                                   f" (attempt {len(self.restarts) + len(self.resizes) + 1})", interruptOnCancel=True)
         done = threading.Event()
         watchdog = threading.Thread(target=self._watch, args=(job.run_folder(), group, done, stall), daemon=True,
                                     name="torchonspark-stall-watchdog")
         watchdog.start()
         try:
-            return launch(job, self.workers, self.use_gpu, self.worker)
+            return launch(job, self.processes, self.use_gpu, self.worker)
         finally:
             done.set()
             watchdog.join(timeout=5)
@@ -128,7 +162,18 @@ class Supervisor:
         started = time.monotonic()
         last, since = _latest_iteration(run), started + STARTUP_GRACE_S  # what an earlier attempt wrote, if any
         before, whole_since = last, None
+        grow_from: tuple[int, int | None] | None = None  # (slots, the newest checkpoint) when more slots were seen
         while not done.wait(POLL_S):
+            if self.processes < self.workers:
+                slots = min(registered_task_slots(self.spark) or 0, self.workers)
+                if slots <= self.processes:
+                    grow_from = None
+                elif grow_from is None:
+                    grow_from = (slots, _newest_checkpoint(run))
+                elif (newest := _newest_checkpoint(run)) is not None and newest != grow_from[1] and newest < _max_iter(run):
+                    stall.grow_to, stall.grow_at = slots, newest  # a checkpoint since: relaunch on them from it
+                    self.spark.sparkContext.cancelJobGroup(group)
+                    return
             iteration = _latest_iteration(run)
             if iteration != last:
                 last, since = iteration, time.monotonic()
@@ -156,21 +201,26 @@ class Supervisor:
         _, state, _ = found
         return state["iteration"], state.get("saved_at")
 
-    def _wait_for_slots(self) -> None:
-        """Until the cluster has a task slot for every worker again (a lost executor is replaced by
-        YARN or the standalone master), at most slot_wait_s."""
-        task_cpus = int(self.spark.conf.get("spark.task.cpus", "1"))
-        deadline = time.monotonic() + self.slot_wait_s
+    def _processes_to_launch(self) -> int:
+        """How many processes the next attempt runs: one per worker once the cluster has a task slot for
+        each (a lost executor is replaced by YARN or the standalone master), waiting at most
+        slot_wait_s; an elastic run waits elastic_wait_s, then goes on with the slots there are if they
+        are at least min_workers."""
+        least = self.min_workers or self.workers
+        started = time.monotonic()
         said = None
         while True:
-            cores = registered_executor_cores(self.spark)
-            if cores is None or cores // task_cpus >= self.workers:  # None: a local master, always whole
-                return
-            if time.monotonic() > deadline:
-                raise TrainingFailed("", None, f"the cluster did not give back {self.workers} task slots within "
-                                               f"{self.slot_wait_s:.0f} s (it has {cores // task_cpus})")
-            if cores // task_cpus != said:  # a line when the count changes, not one per poll
-                said = cores // task_cpus
+            slots = registered_task_slots(self.spark)
+            if slots is None or slots >= self.workers:  # None: a local master, always whole
+                return self.workers
+            waited = time.monotonic() - started
+            if slots >= least and waited >= self.elastic_wait_s:
+                return slots
+            if waited > max(self.slot_wait_s, self.elastic_wait_s if least < self.workers else 0):
+                raise TrainingFailed("", None, f"the cluster did not give back {least} task slots within "
+                                               f"{waited:.0f} s (it has {slots})")
+            if slots != said:  # a line when the count changes, not one per poll
+                said = slots
                 print(f"train: waiting for task slots ({said} of {self.workers})", flush=True)
             time.sleep(POLL_S)  # a replaced executor registers within seconds: relaunch as soon as it has
 
@@ -189,6 +239,17 @@ class Supervisor:
         line = f"{cause}; relaunching from {start}, restart {len(self.restarts)} of {self.max_restarts}"
         print(f"train: {line}", flush=True)
         _log(run, line)
+
+    def _record_resize(self, run: RunFolder, processes: int, why: str, resume_from: int | None,
+                       seconds_lost: float | None) -> None:
+        record = {"event": "resize", "iteration": resume_from or 0, "from": self.processes, "to": processes, "why": why,
+                  "seconds_lost": seconds_lost, "time": time.time()}
+        self.resizes.append(record)
+        run.append_metrics(record)
+        line = f"{why}; the {self.workers} workers go on in {processes} processes (were {self.processes})"
+        print(f"train: {line}", flush=True)
+        _log(run, line)
+        self.processes = processes
 
     def _give_up(self, run: RunFolder, started_fresh: bool, failure: TrainingFailed, repeated: bool) -> None:
         if repeated:
@@ -232,6 +293,24 @@ def _log(run: RunFolder, text: str) -> None:
             run.append_log(text)
     except OSError:  # the run folder's storage may be what failed
         pass
+
+
+def _max_iter(run: RunFolder) -> float:
+    """The length this start trains to (job.json); infinite when it cannot be read."""
+    try:
+        started = run.read_job()
+    except (OSError, ValueError):
+        return float("inf")
+    return (started or {}).get("max_iter", float("inf"))
+
+
+def _newest_checkpoint(run: RunFolder) -> int | None:
+    """The iteration of the run's newest checkpoint (None if none, or if the listing failed)."""
+    try:
+        newest = run.latest_checkpoint()
+    except (OSError, ValueError):
+        return None
+    return int(newest.name[len("iter-"):-len(".pt")]) if newest is not None else None
 
 
 def _latest_iteration(run: RunFolder) -> int | None:

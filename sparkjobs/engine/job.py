@@ -108,6 +108,13 @@ def get_args_parser(prog: str = "train_resnet", spark: bool = True) -> argparse.
                         help="take the run folder's lock from a job that is gone (the refusal names it)")
     if spark:
         parser.add_argument("--workers", type=int, default=1, help="number of barrier tasks, one DDP process each (default 1)")
+        parser.add_argument("--min-workers", type=int, metavar="M",
+                            help="go on with as few as M processes when the cluster cannot give every worker a slot (the "
+                                 "workers become virtual: the same mathematics, slower); grow back at a checkpoint when "
+                                 "slots return (default: --workers, no shrinking)")
+        parser.add_argument("--elastic-wait", type=float, default=180, metavar="SECONDS",
+                            help="with --min-workers: how long a relaunch waits for every worker's slot before it goes on "
+                                 "with fewer (default %(default)g)")
         parser.add_argument("--max-restarts", type=int, default=3,
                             help="relaunches from the newest checkpoint after a lost worker or executor (default %(default)s)")
         parser.add_argument("--stall-timeout", type=float, default=600,

@@ -131,11 +131,18 @@ def lr_drops(job: Record, max_iter: int | None) -> list[tuple[int, float]]:
 
 
 def interruptions(records: Sequence[Record], starts: Sequence[Record]) -> list[tuple[int, str]]:
-    """(iteration, "restart" or "resume"): the driver's relaunches (restart records of metrics.jsonl)
-    and the run's other starts after its first (job.json), those by hand (``--resume``)."""
-    restarts = {record["iteration"] for record in records if record.get("event") == "restart"}
-    resumes = {start["iteration"] for start in starts[1:]} - restarts
-    return sorted([(iteration, "restart") for iteration in restarts] + [(iteration, "resume") for iteration in resumes])
+    """(iteration, label) of each interruption: the driver's relaunches ("restart", from the restart
+    records of metrics.jsonl), an elastic run's changes of processes ("2→1 processes", its resize
+    records), and the run's other starts after its first (job.json), those by hand ("resume")."""
+    marks: dict[int, list[str]] = {}
+    for record in records:
+        if record.get("event") == "restart":
+            marks.setdefault(record["iteration"], []).append("restart")
+        elif record.get("event") == "resize":
+            marks.setdefault(record["iteration"], []).append(f"{record['from']}→{record['to']} processes")
+    for start in starts[1:]:
+        marks.setdefault(start["iteration"], ["resume"])
+    return sorted((iteration, ", ".join(labels)) for iteration, labels in marks.items())
 
 
 def thin(iterations: np.ndarray, *series: np.ndarray, max_points: int = MAX_POINTS) -> tuple[tuple[np.ndarray, ...], int]:
