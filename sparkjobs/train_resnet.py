@@ -50,12 +50,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    min_workers = args.workers if args.min_workers is None else args.min_workers
     for flag, value, least in (("--workers", args.workers, 1), ("--max-restarts", args.max_restarts, 0),
-                               ("--stall-timeout", args.stall_timeout, 1), ("--min-workers", args.min_workers or 1, 1),
+                               ("--stall-timeout", args.stall_timeout, 1), ("--min-workers", min_workers, 1),
                                ("--elastic-wait", args.elastic_wait, 0)):
         if value < least:
             raise ValueError(f"{flag} must be at least {least}; got {value}")
-    if args.min_workers is not None and args.min_workers > args.workers:
+    if min_workers > args.workers:
         raise ValueError(f"--min-workers {args.min_workers} is more than --workers {args.workers}")
     if args.onnx:
         check_onnx_installed()

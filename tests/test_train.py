@@ -262,6 +262,8 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_finished(trained, re
         (["--batch-size", "0"], "batch_size must be at least 1"),
         (["--resume"], "holds no checkpoint"),
         (["--resume", "--weights", "w.pt"], "--weights starts a new run"),
+        (["--workers", "2", "--min-workers", "3"], "--min-workers 3 is more than --workers 2"),
+        (["--min-workers", "0"], "--min-workers must be at least 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_worker_starts(digits_parquet, recipe, tmp_path, capsys, argv, message):
