@@ -84,6 +84,18 @@ def restarting_namenode(cluster, started: list):
     return fault
 
 
+def run_log_tail(run: RunFolder) -> str:
+    """The end of the run's train.log and of each rank's log, for a failure's message (the cluster, and
+    with it the logs, is gone once the session ends)."""
+    tails = []
+    for location in [run.log, *(run.rank_logs.join(f"rank-{rank}.log") for rank in (0, 1))]:
+        try:
+            tails.append(f"--- {location.url}\n{location.read_bytes().decode(errors='replace')[-3000:]}")
+        except OSError as error:
+            tails.append(f"--- {location.url}: {error}")
+    return "\n".join(tails)
+
+
 def newest_iteration(run: RunFolder) -> int | None:
     return max((r["iteration"] for r in run.read_metrics() if "loss" in r), default=None)
 
@@ -116,7 +128,7 @@ def test_namenode_restarts_are_ridden_out_and_a_quota_stops_the_run_for_a_resume
     out = capsys.readouterr().out
 
     assert [n for n, _ in in_flight.done] == [100, 150] and in_flight.done[0][1] == "namenode down", (
-        in_flight.done, stopped.value.cause, stopped.value.tail, out[-3000:])
+        in_flight.done, between.done, stopped.value.cause, stopped.value.tail, out[-3000:], run_log_tail(run))
     assert [what.split(" ", 1)[0] for _, what in between.done] == ["namenode"], between.done
     assert supervisor.restarts == [], supervisor.restarts  # the NameNode restarts needed no relaunch
     assert f"writing {url}/checkpoints/iter-00000100.pt: " in out, out[-3000:]  # the write it broke, done again whole
