@@ -108,9 +108,12 @@ class Supervisor:
                 if stall.grow_to:  # a planned relaunch, at a checkpoint, on the slots that came back
                     run = job.run_folder()
                     resume_from, saved_at = self._resumable(run)
-                    self._record_resize(run, stall.grow_to, f"{stall.grow_to} task slots again: grown at the checkpoint of "
-                                                            f"iteration {resume_from}", resume_from,
-                                        round(time.time() - saved_at, 1) if saved_at else None)
+                    # Counted again: a barrier stage asking for slots that went away meanwhile would wait for them.
+                    grown = min(stall.grow_to, registered_task_slots(self.spark) or 0)
+                    if grown > self.processes:
+                        self._record_resize(run, grown, f"{grown} task slots again: grown at the checkpoint of iteration "
+                                                        f"{resume_from}", resume_from,
+                                            round(time.time() - saved_at, 1) if saved_at else None)
                     job = job.replace(resume=True, weights=None)
                     continue
                 if stall.lingered:
