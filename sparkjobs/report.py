@@ -7,7 +7,8 @@
 One row per run: Model | Top-1 | Top-5 | #Flops (M) | #Params (M) | Description | Iterations | Images/s.
 Flops and params are counted in the seed's convention (netdefs/complexity.py) on the network the run
 trained (its classes and input size); the description is the netdef's. A run that has not finished is
-listed with what it has, and its iterations say so. No Spark.
+listed with what it has, and its iterations say so. The CSV also counts each run's restarts and, for
+an elastic run, its resizes. No Spark.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torchonspark.sparkjobs.status import RunStatus, read_status
 
 HEADER = ("Model", "Top-1", "Top-5", "#Flops (M)", "#Params (M)", "Description", "Iterations", "Images/s")
 CSV_HEADER = ("run", "model", "top1", "top5", "flops_m", "params_m", "description", "iterations", "max_iter",
-              "images_per_sec", "state")
+              "images_per_sec", "state", "restarts", "resizes")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Row:
     max_iter: int | None
     images_per_sec: float | None
     state: str  # finished, running or stopped
+    restarts: int = 0  # the driver's relaunches
+    resizes: int = 0  # an elastic run's changes of processes
 
 
 @cache
@@ -65,7 +68,7 @@ def run_row(status: RunStatus, root: fs.Location) -> Row:
     return Row(run=root.url, model=netdef.name if netdef else root.name, top1=status.val_top1, top5=status.val_top5,
                flops=flops, params=params, description=netdef.description if netdef else "", iterations=status.iteration,
                max_iter=status.max_iter, images_per_sec=status.images_per_sec,
-               state="finished" if status.finished else status.state)
+               state="finished" if status.finished else status.state, restarts=status.restarts, resizes=len(status.resizes))
 
 
 def labels(rows: Sequence[Row]) -> list[str]:
@@ -93,7 +96,7 @@ def write_csv(rows: Sequence[Row], out: object) -> None:
     for label, row in zip(labels(rows), rows):
         writer.writerow([row.run, label, _raw(row.top1), _raw(row.top5), _raw(row.flops and row.flops / 1e6),
                          _raw(row.params and row.params / 1e6), row.description, row.iterations, _raw(row.max_iter),
-                         _raw(row.images_per_sec), row.state])
+                         _raw(row.images_per_sec), row.state, row.restarts, row.resizes])
 
 
 def _fixed(value: float | None, digits: int) -> str:

@@ -14,6 +14,7 @@ from standalone import StandaloneCluster
 
 from torchonspark.datasets import fs
 from torchonspark.sparkjobs.engine.plots import interruptions
+from torchonspark.sparkjobs.report import run_row
 from torchonspark.sparkjobs.status import read_status, status_lines
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +74,10 @@ def test_a_run_that_loses_a_node_goes_on_with_fewer_processes_and_grows_back_whe
     log = (run / "train.log").read_text()
     assert "the 2 workers go on in 1 processes (were 2)" in log and "computed by 1 processes" in log, log[-3000:]
     # What a person sees: status, and the marks on the run's plot.
-    lines = status_lines(read_status(fs.resolve(str(run))))
+    state = read_status(fs.resolve(str(run)))
+    lines = status_lines(state)
     assert any(line.startswith("resizes: 2; the last at iteration ") and "1 -> 2 processes" in line for line in lines), lines
     marks = interruptions(records, starts)
     assert (resizes[0]["iteration"], "restart, 2→1 processes") in marks and (resizes[1]["iteration"], "1→2 processes") in marks
+    row = run_row(state, fs.resolve(str(run)))
+    assert (row.restarts, row.resizes, row.state) == (1, 2, "finished"), row  # report's CSV columns
