@@ -45,7 +45,7 @@ from torchonspark.sparkjobs.cluster.preflight import registered_task_slots
 from torchonspark.sparkjobs.engine.checkpoint import newest_loadable
 from torchonspark.sparkjobs.engine.export import is_exported
 from torchonspark.sparkjobs.engine.job import TrainJob
-from torchonspark.sparkjobs.engine.runfolder import RunFolder
+from torchonspark.sparkjobs.engine.runfolder import CHECKPOINT, RunFolder
 from torchonspark.sparkjobs.engine.worker import train_worker
 
 POLL_S = 1.0
@@ -66,7 +66,6 @@ class Stall:
     lingered: float = 0.0
     # Set when it ended the stage at a checkpoint to relaunch on more slots (an elastic run growing).
     grow_to: int = 0
-    grow_at: int | None = None
 
 
 @dataclass
@@ -103,10 +102,10 @@ class Supervisor:
             try:
                 return self._attempt(job.replace(tokens=tokens.current, token_relay=tokens.location), stall)
             except TrainingFailed as failure:
-                if stall.grow_to and (summary := finished_summary(job.run_folder())) is not None:
-                    return summary  # it finished while the stage was being ended: nothing to grow into
                 if stall.grow_to:  # a planned relaunch, at a checkpoint, on the slots that came back
                     run = job.run_folder()
+                    if (summary := finished_summary(run)) is not None:
+                        return summary  # it finished while the stage was being ended: nothing to grow into
                     resume_from, saved_at = self._resumable(run)
                     # Counted again: a barrier stage asking for slots that went away meanwhile would wait for them.
                     grown = min(stall.grow_to, registered_task_slots(self.spark) or 0)
@@ -174,7 +173,7 @@ class Supervisor:
                 elif grow_from is None:
                     grow_from = (slots, _newest_checkpoint(run))
                 elif (newest := _newest_checkpoint(run)) is not None and newest != grow_from[1] and newest < _max_iter(run):
-                    stall.grow_to, stall.grow_at = slots, newest  # a checkpoint since: relaunch on them from it
+                    stall.grow_to = slots  # a checkpoint since: relaunch on them from it
                     self.spark.sparkContext.cancelJobGroup(group)
                     return
             iteration = _latest_iteration(run)
@@ -313,7 +312,7 @@ def _newest_checkpoint(run: RunFolder) -> int | None:
         newest = run.latest_checkpoint()
     except (OSError, ValueError):
         return None
-    return int(newest.name[len("iter-"):-len(".pt")]) if newest is not None else None
+    return int(CHECKPOINT.search(newest.name).group(1)) if newest is not None else None
 
 
 def _latest_iteration(run: RunFolder) -> int | None:

@@ -49,7 +49,7 @@ class VirtualShare:
 
     def __init__(self, rank: int, processes: int, virtual: int, device: torch.device) -> None:
         self.ranks = virtual_ranks(rank, processes, virtual)
-        self.processes, self.virtual, self.device = processes, virtual, device
+        self.virtual, self.device = virtual, device
         # The step's order: the lowest virtual rank last, so that its BatchNorm update is the one kept.
         self.order = list(range(len(self.ranks)))[::-1]
         self._rng: list[torch.Tensor] = []
